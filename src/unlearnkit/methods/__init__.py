@@ -8,13 +8,13 @@ order. Modules whose name starts with ``_`` and the helper modules below are not
 import importlib
 import pkgutil
 
-from unlearnkit.methods import finetune, gradient_ascent, retrain  # noqa: F401  (registers them, in this order)
 from unlearnkit.methods.base import METHODS, Budget, Method, UnlearnTask, get_method, register
 
 _HELPERS = {"base", "loops", "layers", "losses"}
+_FIRST = ("retrain", "finetune", "gradient_ascent")  # the exact reference, then the two classic baselines
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if not _info.name.startswith("_") and _info.name not in _HELPERS:
-        importlib.import_module(f"{__name__}.{_info.name}")
+for _name in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
+    if not _name.startswith("_") and _name not in _HELPERS:
+        importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = ["METHODS", "Budget", "Method", "UnlearnTask", "get_method", "register"]
