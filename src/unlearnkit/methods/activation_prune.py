@@ -22,9 +22,8 @@ from torch import nn
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.methods.layers import classifier, weight_layers
-from unlearnkit.methods.loops import descend
-from unlearnkit.methods.top_layers import fresh_module, seeds
+from unlearnkit.methods.layers import classifier, fresh_module, weight_layers
+from unlearnkit.methods.loops import descend, seeds
 from unlearnkit.train import batches
 
 SCORES = ("ratio", "difference")

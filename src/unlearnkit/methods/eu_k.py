@@ -16,7 +16,8 @@ from torch import nn
 
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.methods.top_layers import reset_module, seeds, top_block, train_only
+from unlearnkit.methods.layers import reset_module, top_block
+from unlearnkit.methods.loops import seeds, train_only
 
 
 @register

@@ -6,6 +6,8 @@ layer, a final linear layer) these helpers raise a ``ConfigError`` that says so,
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -64,3 +66,29 @@ def parameter_owner(model: nn.Module) -> dict[str, nn.Module]:
         for p_name, _ in module.named_parameters(recurse=False):
             owners[f"{mod_name}.{p_name}" if mod_name else p_name] = module
     return owners
+
+
+def top_block(model: nn.Module, k: int, method: str) -> list[tuple[str, nn.Module]]:
+    """The top ``k`` linear/conv layers and every module with its own parameters or buffers defined
+    after the first of them (normalisation layers in between), in definition order."""
+    first = top_layers(model, k, method)[0][0]
+    owners = [(n, m) for n, m in model.named_modules()
+              if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))]
+    start = next(i for i, (n, _) in enumerate(owners) if n == first)
+    return owners[start:]
+
+
+def fresh_module(module: nn.Module, seed: int, method: str) -> nn.Module:
+    """A CPU copy of ``module`` re-initialised from ``seed``: the same values whatever device the
+    model lives on (re-initialising in place would draw from a CUDA generator on a GPU)."""
+    if not hasattr(module, "reset_parameters"):
+        raise ConfigError(f"{method} cannot re-initialise a {type(module).__name__}: it has no reset_parameters()")
+    fresh = copy.deepcopy(module).to("cpu")
+    reinitialise(fresh, seed)
+    return fresh
+
+
+def reset_module(module: nn.Module, seed: int, method: str) -> None:
+    """Re-initialise ``module`` in place from ``seed`` (parameters and buffers such as batch-norm
+    statistics), device-independently."""
+    module.load_state_dict(fresh_module(module, seed, method).state_dict())

@@ -72,3 +72,66 @@ def descend(
                 scheduler.step()
                 bar.update(1)
     return model
+
+
+def seeds(task: UnlearnTask, n: int, stream: int) -> list[int]:
+    """``n`` integer seeds drawn from the task's generator ``stream``."""
+    return [int(s) for s in torch.randint(0, 2**31 - 1, (n,), generator=task.generator(stream))]
+
+
+def by_position(dataset: IndexedDataset) -> IndexedDataset:
+    """``dataset`` with each row's position as its label. Handed to ``descend`` (which draws the same
+    batches for any dataset of the same length), it gives the loss the batch's row numbers, so the loss
+    can look up what was computed once per row beforehand: the true labels, a teacher's outputs."""
+    return IndexedDataset(dataset.x, torch.arange(len(dataset)), dataset.ids, num_classes=max(len(dataset), 1))
+
+
+def outputs_on(model: nn.Module, dataset: IndexedDataset, task: UnlearnTask, batch_size: int = 1024
+               ) -> torch.Tensor | None:
+    """``model``'s logits on every row of ``dataset``, in order, on the task's device (eval mode, no
+    gradients); None once the time budget is spent."""
+    was_training = model.training
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for x, _ in batches(dataset, batch_size, shuffle=False):
+            if task.out_of_time():
+                model.train(was_training)
+                return None
+            outs.append(model(x.to(task.device)))
+    model.train(was_training)
+    return torch.cat(outs)
+
+
+def train_only(
+    model: nn.Module,
+    modules: list[nn.Module],
+    task: UnlearnTask,
+    *,
+    epochs: int,
+    lr: float,
+    schedule: str,
+    loss_fn: LossFn = cross_entropy,
+    stream: int = 0,
+    desc: str,
+) -> nn.Module:
+    """Descend on the retain set updating only the parameters of ``modules``; the rest of the model is
+    frozen (batch norms outside ``modules`` in eval mode, so their statistics do not move either)."""
+    chosen = {id(m) for m in modules}
+    trainable = {id(p) for m in modules for p in m.parameters(recurse=False)}
+    frozen_stats = [m for m in model.modules() if getattr(m, "track_running_stats", False) and id(m) not in chosen]
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+
+    def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        for m in frozen_stats:
+            m.eval()
+        return loss_fn(net, x, y)
+
+    try:
+        descend(model, task.split.retain, task, epochs=epochs, lr=lr, schedule=schedule, loss_fn=loss,
+                stream=stream, desc=desc)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return model

@@ -21,9 +21,8 @@ from torch import nn
 
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.methods.layers import classifier, weight_layers
-from unlearnkit.methods.loops import descend
-from unlearnkit.methods.top_layers import reset_module, seeds, train_only
+from unlearnkit.methods.layers import classifier, reset_module, weight_layers
+from unlearnkit.methods.loops import descend, seeds, train_only
 
 
 def add_noise(layer: nn.Module, std: float, generator: torch.Generator) -> None:

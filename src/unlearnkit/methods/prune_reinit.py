@@ -20,10 +20,9 @@ from torch import nn
 
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.methods.layers import weight_layers
-from unlearnkit.methods.loops import descend
+from unlearnkit.methods.layers import fresh_module, weight_layers
+from unlearnkit.methods.loops import by_position, descend, outputs_on, seeds
 from unlearnkit.methods.losses import entropy
-from unlearnkit.methods.top_layers import by_position, fresh_module, outputs_on, seeds
 
 
 def magnitude_masks(layers: list[nn.Module], fraction: float) -> list[torch.Tensor]:

@@ -22,10 +22,9 @@ from torch import nn
 
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.methods.layers import classifier, weight_layers
-from unlearnkit.methods.loops import descend
+from unlearnkit.methods.layers import classifier, reset_module, weight_layers
+from unlearnkit.methods.loops import by_position, descend, outputs_on, seeds
 from unlearnkit.methods.losses import kl_to_teacher
-from unlearnkit.methods.top_layers import by_position, outputs_on, reset_module, seeds
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
