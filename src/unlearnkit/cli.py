@@ -48,7 +48,7 @@ SubjectsOpt = Annotated[
     int | None, typer.Option("--subjects", help="Give samples N deterministic pseudo-subjects (for subjects:...).")
 ]
 TrainSizeOpt = Annotated[
-    int | None, typer.Option("--train-size", help="Use a deterministic subset of N training samples.")
+    int | None, typer.Option("--train-size", help="Use a deterministic subset of N training samples (quick runs).")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds the random forget subset and the method.")]
@@ -301,12 +301,16 @@ def evaluate(
 
 
 def _run_compare(dataset, model, forget_spec, methods_arg, seed, data_dir, subjects, train_size, device,
-                 progress, quiet, **recipe):
+                 progress, quiet, epochs=None, **recipe):
+    from unlearnkit.bench import apply_compare_defaults
     from unlearnkit.bench import compare as run_compare
 
-    bundle = _bundle(dataset, data_dir, subjects, train_size)
+    bundle, epochs = apply_compare_defaults(_bundle(dataset, data_dir, subjects, train_size),
+                                            train_size=train_size, epochs=epochs)
     name = _model_name(dataset, model)
-    config = _recipe(dataset, name, 0, **recipe)
+    config = _recipe(dataset, name, 0, epochs=epochs, **recipe)
+    if not quiet:
+        _status(f"original: {name} on {len(bundle.train)} {dataset} training samples, {config.epochs} epochs")
     return run_compare(bundle, forget=forget_spec, methods=methods_arg, model=name, config=config, seed=seed,
                        device=device, progress=progress, on_step=None if quiet else _status)
 
@@ -330,7 +334,12 @@ def compare(
     save: Annotated[str | None, typer.Option("--save", help="Also write the JSON result to this file.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train an original model, retrain without the forget set, run methods, and rank them against retraining."""
+    """Train an original model, retrain without the forget set, run methods, and rank them against retraining.
+
+    On fashion-mnist the original is trained on 10,000 images for 20 epochs by default, so that it memorises.
+
+    Random forgetting then has something to remove; --train-size and --epochs override those defaults.
+    """
     result = _run_compare(dataset, model, forget_spec, methods_arg, seed, data_dir, subjects, train_size, device,
                           progress, as_json, epochs=epochs, batch_size=batch_size, lr=lr)
     data = result.to_json()

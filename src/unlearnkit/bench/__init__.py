@@ -1,5 +1,5 @@
 """Benchmarks: method comparisons (``compare``); grids, result store and reports come later."""
 
-from unlearnkit.bench.compare import Comparison, compare
+from unlearnkit.bench.compare import MEMORISING_DEFAULTS, Comparison, apply_compare_defaults, compare
 
-__all__ = ["Comparison", "compare"]
+__all__ = ["MEMORISING_DEFAULTS", "Comparison", "apply_compare_defaults", "compare"]

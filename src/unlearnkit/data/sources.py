@@ -134,16 +134,24 @@ def load_dataset(
     if subjects is not None:
         _assign_pseudo_subjects(bundle, subjects)
         options["subjects"] = subjects
-    if train_size is not None:
-        if not 2 <= train_size <= len(bundle.train):
-            raise ConfigError(
-                f"--train-size must lie in [2, {len(bundle.train)}] for {name!r}, got {train_size}"
-            )
-        keep = np.random.default_rng(SPLIT_SEED).permutation(len(bundle.train))[:train_size]
-        bundle.train = bundle.train.subset(np.sort(keep))
-        options["train_size"] = train_size
     bundle.source = name
     bundle.options = options  # exactly the keyword arguments that rebuild this bundle
+    if train_size is not None:
+        shrink_train(bundle, train_size)
+    return bundle
+
+
+def shrink_train(bundle: DatasetBundle, train_size: int) -> DatasetBundle:
+    """Keep a deterministic random subset of ``train_size`` training samples, in place, and record it in
+    ``bundle.options`` (so ``load_dataset(**options)`` rebuilds the same subset). The subset depends only
+    on the size, never on a seed; the test split is untouched."""
+    if not 2 <= train_size <= len(bundle.train):
+        raise ConfigError(f"--train-size must lie in [2, {len(bundle.train)}] for {bundle.source!r}, got {train_size}")
+    if "train_size" in bundle.options:
+        raise ConfigError("this bundle's training set was already shrunk; load the dataset again with train_size")
+    keep = np.random.default_rng(SPLIT_SEED).permutation(len(bundle.train))[:train_size]
+    bundle.train = bundle.train.subset(np.sort(keep))
+    bundle.options = {**bundle.options, "train_size": train_size}
     return bundle
 
 
