@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.data import load_dataset, select
 from unlearnkit.evaluate import evaluate
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
@@ -56,6 +57,7 @@ def main() -> None:
     root = Path(args.cache)
     bundle, original, train_seconds = cached_original(args.dataset, args.model, args.train_size, config, root)
     split = select(bundle.train, args.forget, seed=args.seed)
+    warm_up_optimizers()
     ref_path = root / f"retrain-{args.dataset}-n{args.train_size}-e{config.epochs}-{args.forget.replace(':', '-')}" \
         f"-s{args.seed}"
     if checkpoint_exists(ref_path):

@@ -36,7 +36,7 @@ class GradientAscent(Method):
         retain_weight: float = 0.0  # >0 adds retain-set descent to each step (NegGrad+-style)
         clip_grad: float = 1.0  # max gradient norm: keeps one step from wrecking the model
         stop_accuracy: float | None = None  # None: auto (0 for class forgetting, else holdout accuracy)
-        checks_per_epoch: int = 4  # how often the early-stop rule looks at forget accuracy
+        checks_per_epoch: int = 1  # whole-forget-set accuracy checks per epoch, besides those a batch triggers
 
         def __post_init__(self) -> None:
             if self.epochs < 1 or not self.lr_scale > 0 or self.checks_per_epoch < 1:
@@ -78,7 +78,11 @@ class GradientAscent(Method):
                     return model.eval()
                 model.train()
                 x, y = x.to(task.device), y.to(task.device)
-                loss = -F.cross_entropy(model(x), y)  # G' = -G on the forget loss
+                logits = model(x)
+                loss = -F.cross_entropy(logits, y)  # G' = -G on the forget loss
+                # the batch's accuracy before this step is free; a whole-set check costs several steps, so
+                # it runs only once this batch is at the target (or on the fixed schedule)
+                batch_at_target = target is not None and (logits.argmax(1) == y).float().mean().item() <= target
                 if retain_stream is not None:
                     rx, ry = next(retain_stream)
                     loss = loss + cfg.retain_weight * F.cross_entropy(model(rx.to(task.device)), ry.to(task.device))
@@ -89,7 +93,7 @@ class GradientAscent(Method):
                     torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
                 optimizer.step()
                 step += 1
-                if target is not None and step % check_every == 0:
+                if target is not None and (batch_at_target or step % check_every == 0):
                     acc = accuracy_on(model, forget, device=task.device)
                     if acc <= target:
                         task.note(f"early stop after {step} steps: forget accuracy {acc:.4f} <= target {target:.4f}")
