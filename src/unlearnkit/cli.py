@@ -212,7 +212,7 @@ def train(
     out_console.print(
         f"saved {summary['checkpoint']} ({name} on {dataset}): train accuracy {summary['train_accuracy']:.4f}, "
         f"test accuracy {summary['test_accuracy']:.4f}, {summary['seconds']:.1f}s",
-        markup=False,
+        markup=False, soft_wrap=True,
     )
 
 
@@ -258,10 +258,10 @@ def forget(
         f"saved {summary['checkpoint']}: {result.method} forgot {len(split.forget)} samples in "
         f"{result.seconds:.2f}s; forget/retain/test accuracy {summary['forget_accuracy']:.4f} / "
         f"{summary['retain_accuracy']:.4f} / {summary['test_accuracy']:.4f}",
-        markup=False,
+        markup=False, soft_wrap=True,
     )
     for note in result.notes:
-        out_console.print(f"  note: {note}", markup=False)
+        out_console.print(f"  note: {note}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -353,7 +353,7 @@ def compare(
         return
     out_console.print(result.rich_table())
     for name, why in result.skipped.items():
-        out_console.print(f"skipped {name}: {why}", markup=False)
+        out_console.print(f"skipped {name}: {why}", markup=False, soft_wrap=True)
 
 
 @app.command()
