@@ -1,6 +1,8 @@
-"""Distances between predictive distributions: softmax, Jensen-Shannon and Kullback-Leibler divergence.
+"""Distances between predictive distributions: softmax, Jensen-Shannon and Kullback-Leibler divergence,
+activation distance, and the ZRF score.
 
-Used to compare an unlearned model's outputs with the retrained model's outputs sample by sample.
+Used to compare an unlearned model's outputs with the retrained model's outputs sample by sample
+(or, for ZRF, with a randomly initialised model's outputs).
 Inputs are arrays of probability rows of shape ``(n, classes)`` (a single 1-D row is treated as
 ``n = 1``); all arithmetic is float64, and ``0 * log 0`` counts as 0, so zeros in rows are fine.
 """
@@ -142,3 +144,73 @@ def kl_divergence_per_sample(p: ArrayLike, q: ArrayLike) -> np.ndarray:
 def kl_divergence(p: ArrayLike, q: ArrayLike) -> float:
     """Mean ``KL(p || q)`` over rows in nats, eps-clipped; see :func:`kl_divergence_per_sample`."""
     return float(np.mean(kl_divergence_per_sample(p, q)))
+
+
+def activation_distance_per_sample(p: ArrayLike, q: ArrayLike) -> np.ndarray:
+    """Euclidean (L2) distance between matching probability rows of two models.
+
+    ``||p_i - q_i||_2`` for every row ``i``; in ``[0, sqrt(2)]``, 0 for identical rows and
+    ``sqrt(2)`` for two different one-hot rows.
+
+    Args:
+        p: Probability rows of shape ``(n, classes)``, or one row (e.g. the unlearned model's softmax).
+        q: Probability rows of the same shape (e.g. the retrained model's softmax).
+
+    Returns:
+        A float64 array of shape ``(n,)``.
+
+    Raises:
+        DataError: Shapes differ, or rows are empty, negative, non-finite or do not sum to 1.
+    """
+    p_rows, q_rows = _pair(p, q, "activation_distance")
+    return np.linalg.norm(p_rows - q_rows, axis=1)
+
+
+def activation_distance(p: ArrayLike, q: ArrayLike) -> float:
+    """Mean L2 distance between two models' output probabilities: the "activation distance".
+
+    Chundawat, Tarun, Mandal, Kankanhalli, "Can Bad Teaching Induce Forgetting? Unlearning in Deep
+    Networks Using an Incompetent Teacher", AAAI 2023: the average over samples (usually the forget
+    set) of the L2 distance between the unlearned and the retrained model's softmax outputs; lower
+    means closer to the retrained model. See :func:`activation_distance_per_sample`.
+
+    Example:
+        >>> round(activation_distance([[1.0, 0.0]], [[0.0, 1.0]]), 6)
+        1.414214
+    """
+    return float(np.mean(activation_distance_per_sample(p, q)))
+
+
+def zrf_score(model_probs: ArrayLike, random_model_probs: ArrayLike, base: float = 2.0) -> float:
+    """ZRF, Zero Retrain Forgetting: how far the model is from a randomly initialised one on the forget set.
+
+    Chundawat et al., AAAI 2023 ("Can Bad Teaching Induce Forgetting?"):
+    ``ZRF = 1 - (1 / n) * sum_i JS(M(x_i), T_d(x_i))``, with ``M`` the unlearned model, ``T_d`` a
+    randomly initialised ("incompetent") model of the same architecture, and ``x_i`` the forget
+    samples. JS is :func:`js_divergence_per_sample` in logarithm base ``base``; base 2 (the default)
+    bounds JS by 1, so ZRF lies in ``[0, 1]``: 1 means the model answers like the random model
+    (nothing of the forget set left), 0 means every answer is maximally far from it. With
+    ``base=e`` (nats) ZRF lies in ``[1 - ln 2, 1]``. The paper's reference code computes PyTorch's
+    ``kl_div(log p, m)`` with the default element-wise mean instead, i.e. ``KL(m || p)`` averaged
+    over samples *and classes*; its numbers sit closer to 1 and are not comparable with this one.
+
+    Higher is not simply better: the target is the retrained model's ZRF, since a model that never
+    saw the forget set still generalises to it and so differs from a random model.
+
+    Args:
+        model_probs: Probability rows ``(n, classes)`` of the model under evaluation on the forget set.
+        random_model_probs: Probability rows of the randomly initialised model on the same samples.
+        base: Logarithm base of the JS divergence; 2 gives ZRF in ``[0, 1]``.
+
+    Returns:
+        The ZRF score.
+
+    Raises:
+        DataError: Shapes differ, or rows are empty, negative, non-finite or do not sum to 1.
+        ConfigError: ``base`` not positive or equal to 1.
+
+    Example:
+        >>> zrf_score([[0.5, 0.5]], [[0.5, 0.5]])
+        1.0
+    """
+    return 1.0 - js_divergence(model_probs, random_model_probs, base=base)
