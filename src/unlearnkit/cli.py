@@ -374,6 +374,77 @@ def demo(
     )
 
 
+@app.command()
+def neurips(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The original trained model.")],
+    forget_spec: ForgetOpt,
+    method: Annotated[str, typer.Option("--method", help="Unlearning method (`unlearn methods`).")],
+    models: Annotated[int, typer.Option("--models", "-n", help="N: models per population (the challenge: 512).")] = 32,
+    param: Annotated[
+        list[str], typer.Option("--param", "-p", help="Method hyperparameter KEY=VALUE (repeat).")
+    ] = [],  # noqa: B006
+    seed: Annotated[int, typer.Option("--seed", help="Selects the random forget subset.")] = 0,
+    calibration: Annotated[
+        bool, typer.Option("--calibration/--no-calibration",
+                           help="Also train N more retrained models and report retrain-vs-retrain F (the ceiling).")
+    ] = True,
+    cache_dir: Annotated[
+        str | None, typer.Option("--cache-dir", help="Reference-model cache (default: $UNLEARNKIT_CACHE/references "
+                                 "or ~/.cache/unlearnkit/references).")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain the references; cache nothing.")] = False,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    progress: ProgressOpt = None,
+    save: Annotated[str | None, typer.Option("--save", help="Also write the JSON result to this file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The NeurIPS-2023 challenge's score: N unlearned vs N retrained models, per forget example.
+
+    Retrains N reference models (cached), runs the method N times with seeds 0..N-1, and reports the
+    forgetting quality F, the score F x retain ratio x test ratio, and the per-example epsilons.
+    """
+    import numpy as np
+
+    from unlearnkit.bench.neurips import neurips_evaluation
+    from unlearnkit.data import select
+    from unlearnkit.references import default_cache_dir
+    from unlearnkit.runs import load_with_data, training_set
+    from unlearnkit.train import TrainConfig
+
+    ckpt, bundle = load_with_data(checkpoint, device=device, data_dir=data_dir)
+    train_set = training_set(bundle, ckpt)
+    split = select(train_set, forget_spec, seed=seed)
+    cache = None if no_cache else str(cache_dir or default_cache_dir())
+    result = neurips_evaluation(
+        ckpt.model, train_set, split, bundle.test, method, train_config=TrainConfig.from_dict(ckpt.train_config),
+        model_name=ckpt.model_name, model_kwargs=ckpt.model_kwargs, n_models=models, params=_parse_params(param),
+        calibration=calibration, cache_dir=cache, device=device, progress=progress,
+        on_step=None if as_json else _status,
+    )
+    data = result.to_json()
+    if save:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        Path(save).write_text(json.dumps(data, indent=2) + "\n")
+    if as_json:
+        return _emit_json(data)
+    calib = "" if result.calibration_forget_quality is None else \
+        f" (retrain vs retrain: {result.calibration_forget_quality:.4f}, the ceiling)"
+    lines = [
+        f"{method} on {split.spec} ({len(split.forget)} forget samples), N = {models} models per population",
+        f"forget quality F   {result.forget_quality:.4f}{calib}",
+        f"retain ratio       {result.retain_ratio:.4f}  (unlearned {result.accuracies['unlearned']['retain']:.4f} / "
+        f"retrained {result.accuracies['retrained']['retain']:.4f})",
+        f"test ratio         {result.test_ratio:.4f}  (unlearned {result.accuracies['unlearned']['test']:.4f} / "
+        f"retrained {result.accuracies['retrained']['test']:.4f})",
+        f"NeurIPS score      {result.neurips_score:.4f}  (F x retain ratio x test ratio)",
+        f"epsilons           median {float(np.median(result.epsilons)):.3f}, max {float(result.epsilons.max()):.3f}",
+        f"seconds            {result.seconds:.1f} in all; {result.unlearn_seconds:.2f} per unlearning run",
+    ]
+    for line in lines:
+        out_console.print(line, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: one-line errors, non-zero exit, traceback only with --debug."""
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -38,6 +39,13 @@ from unlearnkit.models import CheckpointMeta, build_model, checkpoint_exists, lo
 from unlearnkit.train import TrainConfig, check_seeds, fit_ensemble
 
 KEY_VERSION = 1  # bump when the training code changes what the same inputs produce, to orphan old files
+
+
+def default_cache_dir() -> Path:
+    """Where reference models are cached unless told otherwise: ``$UNLEARNKIT_CACHE/references``, else
+    ``~/.cache/unlearnkit/references`` (the XDG convention: deleting it only costs retraining)."""
+    root = os.environ.get("UNLEARNKIT_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "unlearnkit") / "references"
 
 
 class ReferenceCacheWarning(UserWarning):
