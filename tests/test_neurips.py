@@ -89,7 +89,8 @@ def test_cli_json_keys(checkpoint, tmp_path, monkeypatch):
                                       "--device", "cpu", "--no-progress", "--save", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert {"forget_quality", "neurips_score", "retain_ratio", "test_ratio", "epsilons", "models", "seconds"} <= set(data)
+    keys = {"forget_quality", "neurips_score", "retain_ratio", "test_ratio", "epsilons", "models", "seconds"}
+    assert keys <= set(data)
     assert data["models"] == 3 and data["method"] == "gradient-ascent" and data["forget"] == "class:3"
     assert 0 <= data["forget_quality"] <= 1 and all(0 <= e <= 50 for e in data["epsilons"])
     assert json.loads((tmp_path / "r.json").read_text()) == data
