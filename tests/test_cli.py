@@ -157,7 +157,10 @@ HELP_OPTIONS = {
     "methods": ["--json"],
     "train": ["--out", "--dataset", "--model", "--epochs", "--lr", "--seed", "--force", "--device", "--json"],
     "forget": ["--checkpoint", "--forget", "--method", "--param", "--out", "--seed", "--force", "--json"],
-    "evaluate": ["--checkpoint", "--forget", "--reference", "--seed", "--per-sample", "--markdown", "--json"],
+    "evaluate": ["--checkpoint", "--forget", "--reference", "--original", "--relearn", "--seed", "--per-sample",
+                 "--markdown", "--json"],
+    "neurips": ["--checkpoint", "--forget", "--method", "--models", "--param", "--calibration", "--cache-dir",
+                "--no-cache", "--json"],
     "compare": ["--dataset", "--forget", "--methods", "--epochs", "--seed", "--markdown", "--save", "--json"],
     "demo": ["--forget", "--seed", "--device"],
 }
@@ -283,7 +286,7 @@ def test_evaluate_json_keys(forgotten):
 def test_evaluate_with_reference(forgotten):
     out, ref = forgotten["gradient-ascent"][0], forgotten["retrain"][0]
     data = invoke_json("evaluate", "-c", str(out), "-f", "class:3", "--reference", str(ref), *CPU)
-    assert set(data) == BASE_KEYS | {"reference", "gap", "js_divergence"}
+    assert set(data) == BASE_KEYS | {"reference", "gap", "js_divergence", "comparison"}
     assert set(data["reference"]) == BASE_KEYS
     assert set(data["gap"]) == BASE_KEYS | {"average"}
     for key in BASE_KEYS:
@@ -330,6 +333,21 @@ def test_evaluate_per_sample_with_reference(forgotten, tmp_path):
     assert len(values["forget_js"]) == len(values["forget_ids"]) == forgotten["finetune"][1]["n_forget"]
 
 
+def test_evaluate_with_original_and_relearn(forgotten, original, tmp_path):
+    per_sample = tmp_path / "ps.json"
+    data = invoke_json("evaluate", "-c", str(forgotten["gradient-ascent"][0]), "-f", "class:3", "--original",
+                       str(original[0]), "--relearn", "--per-sample", str(per_sample), *CPU)
+    assert data["comparison"]["weight_distance_original"] > 0 and data["comparison"]["relearn_steps"] >= 0
+    assert "reference" not in data
+    values = json.loads(per_sample.read_text())
+    assert values["had_reference"] is False and "js_divergence" in values["not_computed"]
+
+
+def test_evaluate_relearn_without_original(capsys, forgotten):
+    line = fails(capsys, "evaluate", "-c", str(forgotten["finetune"][0]), "-f", "class:3", "--relearn", *CPU)
+    assert "--relearn needs --original PATH" in line
+
+
 def test_evaluate_markdown(forgotten):
     out = invoke_ok("evaluate", "-c", str(forgotten["finetune"][0]), "-f", "class:3",
                     "-r", str(forgotten["retrain"][0]), "--markdown", *CPU).stdout
@@ -337,7 +355,8 @@ def test_evaluate_markdown(forgotten):
     assert lines[0] == "| metric | value | retrained | gap |"
     assert lines[1].startswith("|---")
     names = [line.split("|")[1].strip() for line in lines[2:]]
-    assert names == [*BASE_METRICS, "gap.average", "js_divergence"]
+    assert names == [*BASE_METRICS, "gap.average", "js_divergence", "kl_divergence", "activation_distance",
+                     "weight_distance"]
 
 
 def test_evaluate_table_keeps_brackets_in_paths(workdir, forgotten):

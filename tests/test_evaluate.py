@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, log_loss
 
 from tests.conftest import DIGITS_RECIPE
 from unlearnkit.data import select
+from unlearnkit.errors import ConfigError
 from unlearnkit.evaluate import BASE_METRICS, GAP_METRICS, evaluate
 from unlearnkit.metrics import mia_auc, mia_efficacy
 from unlearnkit.train import predict_logits
@@ -84,9 +85,10 @@ def test_reference_against_itself_has_zero_gap(digits, split, retrained):
 
 def test_reference_report_reused(digits, digits_model, split, retrained):
     ref_report = evaluate(retrained, split, digits.test)
-    a = evaluate(digits_model, split, digits.test, ref_report)
-    b = evaluate(digits_model, split, digits.test, retrained)
-    assert a.to_json() == b.to_json()
+    a = evaluate(digits_model, split, digits.test, ref_report).to_json()
+    b = evaluate(digits_model, split, digits.test, retrained).to_json()
+    assert b["comparison"].pop("weight_distance") > 0  # needs the reference's weights, not only its report
+    assert a == b
 
 
 def test_json_and_markdown(digits, digits_model, split, retrained):
@@ -94,7 +96,8 @@ def test_json_and_markdown(digits, digits_model, split, retrained):
     assert list(plain) == list(BASE_METRICS)
     full = evaluate(digits_model, split, digits.test, retrained)
     data = json.loads(full.dumps())
-    assert set(data) == {*BASE_METRICS, "reference", "gap", "js_divergence"}
+    assert set(data) == {*BASE_METRICS, "reference", "gap", "js_divergence", "comparison"}
+    assert set(data["comparison"]) == {"kl_divergence", "activation_distance", "weight_distance"}
     assert set(data["gap"]) == {*BASE_METRICS, "average"}
     assert full["gap.average"] == full.gap["average"] and full["js_divergence"] == full.js_divergence
     per_sample = full.to_json(per_sample=True)["per_sample"]
@@ -103,3 +106,31 @@ def test_json_and_markdown(digits, digits_model, split, retrained):
     md = full.to_markdown()
     assert md.startswith("| metric |") and "gap.average" in md and "js_divergence" in md
     assert full.had_reference and "js_divergence" in full.needs_reference()
+
+
+def test_reference_free_extras_zrf_and_population_attack(digits, digits_model, split, retrained):
+    report = evaluate(digits_model, split, digits.test, retrained)
+    for key in ("zrf", "mia_population"):
+        assert 0.0 <= report.metrics[key] <= 1.0
+        assert report.gap[key] == pytest.approx(abs(report.metrics[key] - report.reference.metrics[key]))
+    # the original still knows class 3: its forget samples look like members, the retrained model's do not
+    assert report.metrics["mia_population"] > report.reference.metrics["mia_population"]
+    # kl and activation distance are the means of their per-sample arrays, zero against itself
+    assert report["kl_divergence"] == pytest.approx(report.per_sample["forget_kl"].mean())
+    same = evaluate(retrained, split, digits.test, retrained)
+    assert same["kl_divergence"] == pytest.approx(0.0, abs=1e-9)
+    assert same["activation_distance"] == pytest.approx(0.0, abs=1e-9) and same["weight_distance"] == 0.0
+
+
+def test_original_gives_weight_distance_and_relearn(digits, digits_model, split, retrained):
+    report = evaluate(retrained, split, digits.test, original=digits_model, relearn=True, relearn_max_steps=100)
+    assert report["weight_distance_original"] > 0
+    assert report["relearn_steps"] >= 1  # the retrained model never knew class 3
+    itself = evaluate(digits_model, split, digits.test, original=digits_model, relearn=True)
+    assert itself["weight_distance_original"] == 0.0 and itself["relearn_steps"] == 0
+    assert "relearn_steps" not in evaluate(digits_model, split, digits.test).comparison
+    missing = evaluate(digits_model, split, digits.test).not_computed()
+    assert missing["js_divergence"].startswith("a reference") and missing["weight_distance_original"] == (
+        "the original model")
+    with pytest.raises(ConfigError, match="relearn time needs the original model"):
+        evaluate(digits_model, split, digits.test, relearn=True)

@@ -271,6 +271,12 @@ def evaluate(
     reference: Annotated[
         str | None, typer.Option("--reference", "-r", help="Retrained checkpoint to compare against.")
     ] = None,
+    original: Annotated[
+        str | None, typer.Option("--original", help="The checkpoint before unlearning: adds the weight distance to it.")
+    ] = None,
+    relearn: Annotated[
+        bool, typer.Option("--relearn", help="Also measure relearn time on the forget set (needs --original).")
+    ] = False,
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
@@ -284,13 +290,17 @@ def evaluate(
     from unlearnkit.runs import evaluate_checkpoint
 
     report, split, warnings = evaluate_checkpoint(
-        checkpoint, forget_spec, reference=reference, seed=seed, device=device, data_dir=data_dir
+        checkpoint, forget_spec, reference=reference, original=original, relearn=relearn, seed=seed, device=device,
+        data_dir=data_dir,
     )
     for warning in warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if per_sample:
         Path(per_sample).parent.mkdir(parents=True, exist_ok=True)
-        Path(per_sample).write_text(json.dumps(report.to_json(per_sample=True)["per_sample"]) + "\n")
+        full = report.to_json(per_sample=True)
+        Path(per_sample).write_text(json.dumps({
+            **full["per_sample"], "had_reference": full["had_reference"], "not_computed": full["not_computed"],
+        }) + "\n")
     if as_json:
         return _emit_json(report.to_json())
     if markdown:

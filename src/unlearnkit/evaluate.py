@@ -1,9 +1,11 @@
-"""``evaluate(model, split, test, reference=None) -> Report``: compose the pure metrics.
+"""``evaluate(model, split, test, reference=None, original=None) -> Report``: compose the pure metrics.
 
-Without a reference the report holds forget/retain/test accuracy and the two membership-inference
-figures. With a reference (normally the model retrained without the forget set) it also holds the
-reference's own figures, the absolute gap per metric, their mean ``gap.average``, and the
-Jensen-Shannon divergence between the two models' predictions on the forget set.
+Without a reference the report holds forget/retain/test accuracy, three membership-inference figures
+and ZRF. With a reference (normally the model retrained without the forget set) it also holds the
+reference's own figures, the absolute gap per metric, their mean ``gap.average``, the Jensen-Shannon
+divergence between the two models' predictions on the forget set, and the ``comparison`` metrics (KL,
+activation distance, weight distance to the reference). With the original model it adds the weight
+distance to the original and, on request, the relearn time.
 """
 
 from __future__ import annotations
@@ -19,10 +21,24 @@ from torch import nn
 
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.data.select import ForgetSplit
-from unlearnkit.metrics import METRICS, accuracy, js_divergence_per_sample, mia_auc, mia_efficacy
-from unlearnkit.train import predict_logits
+from unlearnkit.errors import ConfigError
+from unlearnkit.metrics import (
+    METRICS,
+    accuracy,
+    activation_distance_per_sample,
+    js_divergence_per_sample,
+    kl_divergence_per_sample,
+    mia_auc,
+    mia_efficacy,
+    population_attack,
+    weight_distance,
+    zrf_score,
+)
+from unlearnkit.models.registry import fresh_copy
+from unlearnkit.train import TrainConfig, predict_logits
 
-BASE_METRICS = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_auc", "mia_efficacy")
+BASE_METRICS = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_auc", "mia_efficacy", "mia_population",
+                "zrf")
 # mia_auc is reported but left out of the average gap: forget-vs-test AUC on tiny forget sets is noisy,
 # and mia_efficacy already carries the membership signal (the choice of Jia et al., NeurIPS 2023).
 GAP_METRICS = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_efficacy")
@@ -37,6 +53,7 @@ class Report:
     reference: Report | None = None
     gap: dict[str, float] = field(default_factory=dict)
     js_divergence: float | None = None
+    comparison: dict[str, float] = field(default_factory=dict)  # metrics against the reference or the original
 
     @property
     def had_reference(self) -> bool:
@@ -46,21 +63,38 @@ class Report:
         """Metrics that only exist with a reference (listed whether or not this report had one)."""
         return [name for name, info in METRICS.items() if info.needs_reference]
 
+    def not_computed(self) -> dict[str, str]:
+        """Registered metrics this report lacks, each with what it would have needed."""
+        have = {*self.metrics, *self.comparison}
+        if self.reference is not None:
+            have |= {"gap.average", "js_divergence"}
+        return {name: ("a reference (the retrained model)" if info.needs_reference else
+                       "the original model and relearn=True" if name == "relearn_steps" else "the original model")
+                for name, info in METRICS.items() if name not in have}
+
     def __getitem__(self, name: str) -> float:
         if name == "js_divergence" and self.js_divergence is not None:
             return self.js_divergence
         if name.startswith("gap.") and name[4:] in self.gap:
             return self.gap[name[4:]]
+        if name in self.comparison:
+            return self.comparison[name]
         return self.metrics[name]
 
     def to_json(self, per_sample: bool = False) -> dict:
-        """``{forget_accuracy, ..., mia_efficacy[, reference, gap, js_divergence][, per_sample]}``."""
+        """``{forget_accuracy, ..., zrf[, reference, gap, js_divergence][, comparison][, per_sample]}``.
+
+        With ``per_sample`` also ``had_reference`` and ``not_computed`` (metric -> what it needed)."""
         out: dict = {k: _round(v) for k, v in self.metrics.items()}
         if self.reference is not None:
             out["reference"] = {k: _round(v) for k, v in self.reference.metrics.items()}
             out["gap"] = {k: _round(v) for k, v in self.gap.items()}
             out["js_divergence"] = _round(self.js_divergence)
+        if self.comparison:
+            out["comparison"] = {k: _round(v) for k, v in self.comparison.items()}
         if per_sample:
+            out["had_reference"] = self.had_reference
+            out["not_computed"] = self.not_computed()
             # one value per forget sample; matrices (predicted probabilities) stay out of the JSON
             out["per_sample"] = {
                 k: [_round(float(x)) for x in v] for k, v in self.per_sample.items() if np.ndim(v) == 1
@@ -80,6 +114,8 @@ class Report:
         if self.reference is not None:
             rows.append(("gap.average", "", "", f"{self.gap['average']:.4f}"))
             rows.append(("js_divergence", f"{self.js_divergence:.4f}", "", ""))
+        rows += [(name, f"{value:.4f}" if name != "relearn_steps" else f"{value:.0f}", "", "")
+                 for name, value in self.comparison.items()]
         return rows
 
     def to_markdown(self) -> str:
@@ -129,7 +165,12 @@ def _base_metrics(out: Outputs, split: ForgetSplit, test: IndexedDataset, seed: 
         "test_accuracy": accuracy(out.logits["test"].numpy(), test.y.numpy()),
         "mia_auc": mia_auc(out.losses["forget"], out.losses["test"], seed=seed),
         "mia_efficacy": mia_efficacy(out.losses["retain"], out.losses["test"], out.losses["forget"], seed=seed),
+        "mia_population": population_attack(out.losses["retain"], out.losses["test"], out.losses["forget"]).member_rate,
     }
+
+
+def _probs(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.double(), dim=1).numpy()
 
 
 def evaluate(
@@ -138,6 +179,10 @@ def evaluate(
     test: IndexedDataset,
     reference: nn.Module | Report | None = None,
     *,
+    original: nn.Module | None = None,
+    relearn: bool = False,
+    relearn_config: TrainConfig | None = None,
+    relearn_max_steps: int = 200,
     device: str | torch.device | None = None,
     seed: int = 0,
 ) -> Report:
@@ -147,26 +192,54 @@ def evaluate(
         model: the model to judge (usually the unlearned one).
         split: the forget/retain split the model was asked to forget.
         test: held-out data neither model trained on.
-        reference: the retrained model (or its already computed Report with logits) to compare to.
+        reference: the retrained model (or its already computed Report) to compare to; the weight
+            distance needs the model itself.
+        original: the model before unlearning: adds ``weight_distance_original`` and enables ``relearn``.
+        relearn: also measure ``relearn_steps``, fine-tuning steps on the forget set until forget accuracy
+            is back at the original's (trains a copy; needs ``original``), at most ``relearn_max_steps``.
+        relearn_config: optimizer and batch size for relearning (default: ``TrainConfig()``).
         device: where to run the models (default: where their parameters are).
-        seed: seeds the membership-inference attacks' subsampling and folds.
+        seed: seeds the membership-inference attacks, the random model behind ZRF and relearning.
     """
     out = model_outputs(model, split, test, device)
+    metrics = _base_metrics(out, split, test, seed)
+    random_model = fresh_copy(model, seed)  # ZRF: the same architecture, untrained
+    metrics["zrf"] = zrf_score(_probs(out.logits["forget"]),
+                               _probs(predict_logits(random_model, split.forget, device=device)))
     report = Report(
-        metrics=_base_metrics(out, split, test, seed),
+        metrics=metrics,
         per_sample={
             "forget_ids": split.forget.ids.numpy(),
             "forget_loss": out.losses["forget"],
-            "forget_probs": torch.softmax(out.logits["forget"].double(), dim=1).numpy(),
+            "forget_probs": _probs(out.logits["forget"]),
         },
     )
+    if original is not None:
+        report.comparison["weight_distance_original"] = weight_distance(model, original)
+        if relearn:
+            from unlearnkit.relearn import relearn_time
+            from unlearnkit.train import accuracy_on
+
+            target = accuracy_on(original, split.forget, device=device)
+            result = relearn_time(model, split.forget, target, relearn_config or TrainConfig(),
+                                  max_steps=relearn_max_steps, device=device, seed=seed)
+            report.comparison["relearn_steps"] = float(result.steps)
+    elif relearn:
+        raise ConfigError("relearn time needs the original model (pass original=...; on the CLI --original PATH)")
     if reference is None:
         return report
     ref = reference if isinstance(reference, Report) else evaluate(reference, split, test, device=device, seed=seed)
     report.reference = Report(metrics=dict(ref.metrics), per_sample=dict(ref.per_sample))
     report.gap = {k: abs(report.metrics[k] - ref.metrics[k]) for k in BASE_METRICS}
     report.gap["average"] = float(np.mean([report.gap[k] for k in GAP_METRICS]))
-    js = js_divergence_per_sample(report.per_sample["forget_probs"], ref.per_sample["forget_probs"])
+    p, q = report.per_sample["forget_probs"], ref.per_sample["forget_probs"]
+    js = js_divergence_per_sample(p, q)
     report.per_sample["forget_js"] = js
     report.js_divergence = float(js.mean())
+    report.per_sample["forget_kl"] = kl_divergence_per_sample(q, p)
+    report.per_sample["forget_activation_distance"] = activation_distance_per_sample(p, q)
+    report.comparison["kl_divergence"] = float(report.per_sample["forget_kl"].mean())
+    report.comparison["activation_distance"] = float(report.per_sample["forget_activation_distance"].mean())
+    if isinstance(reference, nn.Module):
+        report.comparison["weight_distance"] = weight_distance(model, reference)
     return report

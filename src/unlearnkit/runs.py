@@ -16,7 +16,7 @@ from torch import nn
 
 from unlearnkit.data import DatasetBundle, ForgetSplit, IndexedDataset, load_dataset, select
 from unlearnkit.device import resolve_device
-from unlearnkit.errors import CheckpointError, DataError
+from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.evaluate import Report, evaluate
 from unlearnkit.models import Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import checkpoint_exists, checkpoint_paths
@@ -145,6 +145,8 @@ def evaluate_checkpoint(
     forget: str,
     *,
     reference: str | Path | None = None,
+    original: str | Path | None = None,
+    relearn: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
     data_dir: str | None = None,
@@ -153,6 +155,8 @@ def evaluate_checkpoint(
 
     The split is drawn from the training set as it was before the checkpoint's last forget operation,
     so ``evaluate`` with the spec and seed given to ``forget`` sees exactly the split ``forget`` used.
+    ``original`` (the checkpoint before unlearning) adds the weight distance to it and, with ``relearn``,
+    the relearn time, using the checkpoint's own recipe for the relearning optimizer.
     """
     ckpt, bundle = load_with_data(path, device=device, data_dir=data_dir)
     split = select(training_set(bundle, ckpt, before_last=True), forget, seed=seed)
@@ -172,5 +176,17 @@ def evaluate_checkpoint(
                 "pass a reference derived from the same original checkpoint"
             )
         ref_model = ref_ckpt.model
-    report = evaluate(ckpt.model, split, bundle.test, ref_model, device=device, seed=seed)
+    orig_model = None
+    if original is not None:
+        orig_ckpt = load_checkpoint(original, device=resolve_device(device))
+        if orig_ckpt.data.get("fingerprint") != ckpt.data.get("fingerprint"):
+            raise CheckpointError(
+                f"original {orig_ckpt.path} was trained on different data than {ckpt.path}; "
+                "pass the checkpoint this one was unlearned from"
+            )
+        orig_model = orig_ckpt.model
+    elif relearn:
+        raise ConfigError("--relearn needs --original PATH: relearning stops at the original model's forget accuracy")
+    report = evaluate(ckpt.model, split, bundle.test, ref_model, original=orig_model, relearn=relearn,
+                      relearn_config=TrainConfig.from_dict(ckpt.train_config), device=device, seed=seed)
     return report, split, warnings

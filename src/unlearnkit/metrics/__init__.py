@@ -11,14 +11,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearnkit.metrics.accuracy import accuracy
+from unlearnkit.metrics.distance import weight_distance, weight_distance_per_tensor
 from unlearnkit.metrics.divergence import (
+    activation_distance,
+    activation_distance_per_sample,
     js_divergence,
     js_divergence_per_sample,
     kl_divergence,
     kl_divergence_per_sample,
     softmax,
+    zrf_score,
 )
-from unlearnkit.metrics.mia import mia_auc, mia_efficacy, roc_curve_points, tpr_at_fpr
+from unlearnkit.metrics.forget_quality import ForgetQuality, forget_quality, logit_scaled_confidence, neurips_score
+from unlearnkit.metrics.mia import (
+    AttackReport,
+    PopulationAttackResult,
+    ULiraResult,
+    lira_report,
+    lira_scores,
+    mia_auc,
+    mia_efficacy,
+    population_attack,
+    roc_curve_points,
+    tpr_at_fpr,
+    u_lira,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,7 @@ class MetricInfo:
         unit: What the number measures, e.g. ``"fraction"`` or ``"bits"``.
         needs_reference: Whether computing it needs the model retrained without the forget set.
         description: One sentence for report legends.
+        needs_original: Whether computing it needs the model before unlearning.
     """
 
     name: str
@@ -39,6 +57,7 @@ class MetricInfo:
     unit: str
     needs_reference: bool
     description: str
+    needs_original: bool = False
 
 
 _INFOS = (
@@ -65,9 +84,42 @@ _INFOS = (
         "the target is the retrained model's value.",
     ),
     MetricInfo(
+        name="mia_population", higher_is_better=None, unit="fraction", needs_reference=False,
+        description="Share of forget samples a loss-threshold attack (calibrated on retain vs test) calls "
+        "members; the target is the retrained model's value.",
+    ),
+    MetricInfo(
+        name="zrf", higher_is_better=None, unit="score", needs_reference=False,
+        description="1 - mean JS divergence (bits) to a randomly initialised copy's predictions on the forget "
+        "set (Chundawat et al., AAAI 2023); the target is the retrained model's value.",
+    ),
+    MetricInfo(
         name="js_divergence", higher_is_better=False, unit="bits", needs_reference=True,
         description="Mean Jensen-Shannon divergence between the unlearned and the retrained model's "
         "predictions on the forget set.",
+    ),
+    MetricInfo(
+        name="kl_divergence", higher_is_better=False, unit="nats", needs_reference=True,
+        description="Mean KL divergence from the retrained model's predictions to this model's on the forget set.",
+    ),
+    MetricInfo(
+        name="activation_distance", higher_is_better=False, unit="L2", needs_reference=True,
+        description="Mean L2 distance between the two models' output probabilities on the forget set "
+        "(Chundawat et al., AAAI 2023).",
+    ),
+    MetricInfo(
+        name="weight_distance", higher_is_better=False, unit="L2", needs_reference=True,
+        description="L2 distance between this model's parameters and the retrained model's.",
+    ),
+    MetricInfo(
+        name="weight_distance_original", higher_is_better=None, unit="L2", needs_reference=False,
+        needs_original=True,
+        description="L2 distance between this model's parameters and the original's: how far unlearning moved it.",
+    ),
+    MetricInfo(
+        name="relearn_steps", higher_is_better=None, unit="steps", needs_reference=False, needs_original=True,
+        description="Fine-tuning steps on the forget set until forget accuracy is back at the original's; a "
+        "model that only hid the data relearns in far fewer steps than a retrained one.",
     ),
     MetricInfo(
         name="gap.average", higher_is_better=False, unit="fraction", needs_reference=True,
@@ -79,15 +131,31 @@ METRICS: dict[str, MetricInfo] = {info.name: info for info in _INFOS}
 
 __all__ = [
     "METRICS",
+    "AttackReport",
+    "ForgetQuality",
     "MetricInfo",
+    "PopulationAttackResult",
+    "ULiraResult",
     "accuracy",
+    "activation_distance",
+    "activation_distance_per_sample",
+    "forget_quality",
     "js_divergence",
     "js_divergence_per_sample",
     "kl_divergence",
     "kl_divergence_per_sample",
+    "lira_report",
+    "lira_scores",
+    "logit_scaled_confidence",
     "mia_auc",
     "mia_efficacy",
+    "neurips_score",
+    "population_attack",
     "roc_curve_points",
     "softmax",
     "tpr_at_fpr",
+    "u_lira",
+    "weight_distance",
+    "weight_distance_per_tensor",
+    "zrf_score",
 ]
