@@ -337,10 +337,9 @@ def _epsilons_chunk(pos: torch.Tensor, neg: torch.Tensor, table: torch.Tensor, w
     low = merged[:, :1]
     high = merged[:, -1:]
     size_single = torch.ceil((high - low) * THRESHOLDS_PER_UNIT).to(torch.int64)
+    all_below = torch.full((e, 1), n * width_code + n + offset, dtype=torch.int64, device=pos.device)
     best_single = _family_max(
-        merged, prefix_pos * width_code + prefix_neg, torch.full_like(low, n * width_code + n + offset,
-                                                                         dtype=torch.int64),
-        low, high, size_single, table, workspace,
+        merged, prefix_pos * width_code + prefix_neg, all_below, low, high, size_single, table, workspace,
     )
 
     # (b) Double threshold: positive if l <= value <= r, around the peakier (smaller-range) sample.
@@ -386,8 +385,8 @@ def forget_quality(
     """The challenge's forgetting quality: per-example epsilons and the score ``F`` built from them.
 
     For each forget example, the confidences under the N unlearned models and under the N retrained
-    models are two samples. The "positive" sample is the one with the larger median (Choice: on a tie,
-    the unlearned one, as the official ``retrained > unlearned`` test implies). Two families of
+    models are two samples. The "positive" sample is the one with the larger median (on a tie, the
+    unlearned one, as the official ``retrained > unlearned`` test gives). Two families of
     attacks try to tell them apart, each rule giving ``max(log((1 - delta - FPR) / FNR), log((1 -
     delta - FNR) / FPR))`` (clipped at 0):
 
@@ -516,8 +515,8 @@ def neurips_score(
         ConfigError: A forgetting score outside ``[0, 1]``.
 
     Example:
-        >>> neurips_score(0.5, 0.9, 1.0, [0.8, 0.6], 0.8)
-        0.39375
+        >>> neurips_score(0.5, 0.75, 1.0, [0.5, 1.0], 0.75)  # 0.5 * (0.75 / 1) * (0.75 / 0.75)
+        0.375
     """
     score = forget_quality.score if isinstance(forget_quality, ForgetQuality) else forget_quality
     if isinstance(score, bool) or not (isinstance(score, numbers.Real) and 0.0 <= score <= 1.0):
