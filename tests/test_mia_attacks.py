@@ -23,7 +23,6 @@ from unlearnkit.metrics.mia import (
     ULiraResult,
     lira_report,
     lira_scores,
-    logit_scaled_confidence,
     population_attack,
     tpr_at_fpr,
     u_lira,
@@ -155,46 +154,6 @@ def test_population_attack_result_is_frozen():
 def test_population_attack_rejects_bad_input(args, kwargs, error, message):
     with pytest.raises(error, match=message):
         population_attack(*args, **kwargs)
-
-
-# ---------------------------------------------------------------- logit-scaled confidence
-
-
-def test_logit_scaled_confidence_matches_scipy_softmax():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(scale=3.0, size=(3, 40, 6))
-    labels = rng.integers(0, 6, size=40)
-    p = scipy.special.softmax(logits, axis=-1)
-    p_true = np.take_along_axis(p, np.broadcast_to(labels[None, :, None], (3, 40, 1)), axis=-1)[..., 0]
-    oracle = np.log(p_true) - np.log(p.sum(axis=-1) - p_true)
-    got = logit_scaled_confidence(logits, labels)
-    assert got.shape == (3, 40) and got.dtype == np.float64
-    np.testing.assert_allclose(got, oracle, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(logit_scaled_confidence(logits[0], labels), oracle[0], rtol=1e-9, atol=1e-9)
-
-
-def test_logit_scaled_confidence_stays_exact_where_softmax_saturates():
-    # p_y rounds to 1.0 in float64, so log(p / (1 - p)) from probabilities would be infinite
-    logits = np.array([[60.0, 0.0, 0.0], [0.0, -60.0, 0.0]], dtype=np.float32)
-    got = logit_scaled_confidence(logits, [0, 1])
-    np.testing.assert_allclose(got, [60.0 - np.log(2.0), -60.0 - np.log(2.0)], rtol=1e-12)
-    assert logit_scaled_confidence([[0.0, 0.0]], [1])[0] == 0.0  # p = 1/2: odds 1
-
-
-@pytest.mark.parametrize(
-    ("logits", "labels", "message"),
-    [
-        ([1.0, 2.0], [0], r"shape \(\.\.\., n, classes\) with at least 2 classes, got shape \(2,\)"),
-        ([[1.0], [2.0]], [0, 0], "at least 2 classes"),
-        ([[1.0, 2.0]], [0, 1], r"one label per example \(1\), got shape \(2,\)"),
-        ([[1.0, 2.0]], [0.0], r"integer classes.*astype\(int\)"),
-        ([[1.0, 2.0]], [2], r"labels must lie in \[0, 2\)"),
-        ([[1.0, np.nan]], [0], "NaN or infinite"),
-    ],
-)
-def test_logit_scaled_confidence_rejects_bad_input(logits, labels, message):
-    with pytest.raises(DataError, match=message):
-        logit_scaled_confidence(np.asarray(logits), np.asarray(labels))
 
 
 # ---------------------------------------------------------------- LiRA

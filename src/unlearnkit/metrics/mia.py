@@ -8,7 +8,7 @@
   membership score (LiRA and friends), higher score = more likely a member.
 - :func:`population_attack` — one loss (or confidence) threshold for every sample, calibrated on
   members (retain) vs non-members (test), then applied to the forget set.
-- :func:`logit_scaled_confidence`, :func:`lira_scores`, :func:`lira_report` — the per-example
+- :func:`lira_scores`, :func:`lira_report` — the per-example
   likelihood-ratio attack LiRA (Carlini et al., IEEE S&P 2022) on shadow-model confidences.
 - :func:`u_lira` — U-LiRA (Hayes et al., 2024): the same test, asking per example whether a model
   *unlearned* it or was *retrained* without it.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import log_ndtr, logsumexp
+from scipy.special import log_ndtr
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -359,7 +359,7 @@ def population_attack(
 
     Score convention: ``score="loss"`` (the default) means *lower = more likely a member* (pass
     per-sample cross-entropy losses); ``score="confidence"`` means *higher = more likely a member*
-    (pass e.g. the probability of the true class, or :func:`logit_scaled_confidence`).
+    (pass e.g. the probability of the true class, or ``unlearnkit.metrics.logit_scaled_confidence``).
 
     The cut-off is chosen on the calibration ROC curve (:func:`roc_curve_points`):
 
@@ -426,50 +426,6 @@ def population_attack(
 LIRA_MIN_STD = 1e-6
 
 
-def logit_scaled_confidence(logits: ArrayLike, labels: ArrayLike) -> np.ndarray:
-    """LiRA's per-example statistic ``phi = log p_y - log sum_{j != y} p_j`` from logits.
-
-    With ``p = softmax(z)`` this is ``log(p_y / (1 - p_y))``, computed as
-    ``z_y - logsumexp_{j != y} z_j`` so that it stays exact where ``p_y`` rounds to 1 in float64
-    (Carlini et al., 2022, Sec. IV-B: the logit scaling makes the shadow confidences close to
-    Gaussian). Higher = more confident in the true label.
-
-    Args:
-        logits: Finite scores of shape ``(..., n, classes)`` with at least 2 classes, e.g.
-            ``(n_models, n_examples, classes)`` for a stack of shadow models.
-        labels: Integer true labels of shape ``(n,)`` in ``[0, classes)``, shared by every leading index.
-
-    Returns:
-        A float64 array of shape ``(..., n)``.
-
-    Raises:
-        DataError: Bad shapes, fewer than 2 classes, non-finite logits, or labels out of range.
-
-    Example:
-        >>> round(float(logit_scaled_confidence([[2.0, 0.0]], [0])[0]), 6)
-        2.0
-    """
-    z = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(labels)
-    if z.ndim < 2 or z.shape[-1] < 2:
-        raise DataError(f"logit_scaled_confidence: logits must have shape (..., n, classes) with at least 2 "
-                        f"classes, got shape {z.shape}.")
-    if y.ndim != 1 or y.shape[0] != z.shape[-2]:
-        raise DataError(f"logit_scaled_confidence: labels must be 1-D with one label per example "
-                        f"({z.shape[-2]}), got shape {y.shape}.")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"logit_scaled_confidence: labels must be integer classes, got dtype {y.dtype}; "
-                        "cast them with .astype(int).")
-    if y.size and (y.min() < 0 or y.max() >= z.shape[-1]):
-        raise DataError(f"logit_scaled_confidence: labels must lie in [0, {z.shape[-1]}), got "
-                        f"[{y.min()}, {y.max()}].")
-    if not np.all(np.isfinite(z)):
-        raise DataError("logit_scaled_confidence: logits contain NaN or infinite values; check the model outputs.")
-    true_class = np.arange(z.shape[-1]) == y[:, None]  # (n, classes)
-    z_true = np.sum(np.where(true_class, z, 0.0), axis=-1)
-    return z_true - logsumexp(np.where(true_class, -np.inf, z), axis=-1)
-
-
 def _mask(values: ArrayLike, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """Check a boolean (or 0/1) mask of a given shape; return it as bool."""
     mask = np.asarray(values)
@@ -490,8 +446,8 @@ def _confidences(values: ArrayLike, name: str, ndims: tuple[int, ...]) -> np.nda
     if array.size == 0:
         raise DataError(f"{name} is empty (shape {array.shape}); pass at least one model and one example.")
     if not np.all(np.isfinite(array)):
-        raise DataError(f"{name} contains NaN or infinite values; compute them with logit_scaled_confidence "
-                        "from logits, which stays finite.")
+        raise DataError(f"{name} contains NaN or infinite values; compute them from logits with "
+                        "unlearnkit.metrics.logit_scaled_confidence, which stays finite.")
     return array
 
 
@@ -571,7 +527,7 @@ def lira_scores(
 
     Carlini, Chien, Nasr, Song, Terzis, Tramer, "Membership Inference Attacks From First
     Principles", IEEE S&P 2022. For every example ``j``, the logit-scaled confidences
-    (:func:`logit_scaled_confidence`) of the shadow models that trained on it ("in") and of those
+    (``unlearnkit.metrics.logit_scaled_confidence``) of the shadow models that trained on it ("in") and of those
     that did not ("out") are each fit by a Gaussian; a target model's confidence ``c`` is scored by
 
     - online (both distributions): ``log N(c; mu_in, sd_in) - log N(c; mu_out, sd_out)``, the log
@@ -665,7 +621,7 @@ def u_lira(
 
     Args:
         shadow_confidences: ``(n_shadow, n_examples)`` logit-scaled confidences
-            (:func:`logit_scaled_confidence`) of the shadow models.
+            (``unlearnkit.metrics.logit_scaled_confidence``) of the shadow models.
         shadow_unlearned: Boolean mask of that shape: the shadow model unlearned the example.
         shadow_retrained: Boolean mask of that shape: the shadow model was retrained without the
             example. Must not overlap ``shadow_unlearned``.
