@@ -28,15 +28,6 @@ ADAM = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=1e-2, weight_de
 SEEDS = [3, 11, 5]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add spin-waiting, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def train() -> IndexedDataset:
     """200 digits: the last batch of 64 holds 8 samples, so the short-batch path is exercised too."""

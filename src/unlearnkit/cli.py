@@ -74,6 +74,16 @@ def _emit_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+def _save_and_emit(data: dict, save: str | None, as_json: bool) -> bool:
+    """Write ``data`` as JSON to ``save`` (if given) and print it with ``--json``; True if it was printed."""
+    if save:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        Path(save).write_text(json.dumps(data, indent=2) + "\n")
+    if as_json:
+        _emit_json(data)
+    return as_json
+
+
 def _recipe(dataset: str, model: str, seed: int, **overrides):
     from unlearnkit.train import default_recipe
 
@@ -352,12 +362,8 @@ def compare(
     """
     result = _run_compare(dataset, model, forget_spec, methods_arg, seed, data_dir, subjects, train_size, device,
                           progress, as_json, epochs=epochs, batch_size=batch_size, lr=lr)
-    data = result.to_json()
-    if save:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        Path(save).write_text(json.dumps(data, indent=2) + "\n")
-    if as_json:
-        return _emit_json(data)
+    if _save_and_emit(result.to_json(), save, as_json):
+        return
     if markdown:
         sys.stdout.write(result.to_markdown())
         return
@@ -411,8 +417,9 @@ def neurips(
 ) -> None:
     """The NeurIPS-2023 challenge's score: N unlearned vs N retrained models, per forget example.
 
-    Retrains N reference models (cached), runs the method N times with seeds 0..N-1, and reports the
-    forgetting quality F, the score F x retain ratio x test ratio, and the per-example epsilons.
+    Retrains N reference models (cached) and runs the method N times with seeds 0..N-1.
+
+    Reports the forgetting quality F, the score F x retain ratio x test ratio, and one epsilon per example.
     """
     import numpy as np
 
@@ -432,12 +439,8 @@ def neurips(
         calibration=calibration, cache_dir=cache, device=device, progress=progress,
         on_step=None if as_json else _status,
     )
-    data = result.to_json()
-    if save:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        Path(save).write_text(json.dumps(data, indent=2) + "\n")
-    if as_json:
-        return _emit_json(data)
+    if _save_and_emit(result.to_json(), save, as_json):
+        return
     calib = "" if result.calibration_forget_quality is None else \
         f" (retrain vs retrain: {result.calibration_forget_quality:.4f}, the ceiling)"
     lines = [

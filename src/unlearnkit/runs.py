@@ -140,6 +140,16 @@ def save_unlearned(out: str | Path, result: UnlearnResult, split: ForgetSplit, c
     return sidecar
 
 
+def _same_data_model(path: str | Path | None, ckpt: Checkpoint, device, role: str, fix: str) -> nn.Module | None:
+    """The model at ``path`` (None for None), refused if it was trained on other data than ``ckpt``."""
+    if path is None:
+        return None
+    other = load_checkpoint(path, device=resolve_device(device))
+    if other.data.get("fingerprint") != ckpt.data.get("fingerprint"):
+        raise CheckpointError(f"{role} {other.path} was trained on different data than {ckpt.path}; {fix}")
+    return other.model
+
+
 def evaluate_checkpoint(
     path: str | Path,
     forget: str,
@@ -167,25 +177,10 @@ def evaluate_checkpoint(
             f"this forget set differs from the one the checkpoint forgot ({last.get('forget_spec')} with seed "
             f"{last.get('seed')}); pass the same --forget and --seed to compare like with like"
         )
-    ref_model = None
-    if reference is not None:
-        ref_ckpt = load_checkpoint(reference, device=resolve_device(device))
-        if ref_ckpt.data.get("fingerprint") != ckpt.data.get("fingerprint"):
-            raise CheckpointError(
-                f"reference {ref_ckpt.path} was trained on different data than {ckpt.path}; "
-                "pass a reference derived from the same original checkpoint"
-            )
-        ref_model = ref_ckpt.model
-    orig_model = None
-    if original is not None:
-        orig_ckpt = load_checkpoint(original, device=resolve_device(device))
-        if orig_ckpt.data.get("fingerprint") != ckpt.data.get("fingerprint"):
-            raise CheckpointError(
-                f"original {orig_ckpt.path} was trained on different data than {ckpt.path}; "
-                "pass the checkpoint this one was unlearned from"
-            )
-        orig_model = orig_ckpt.model
-    elif relearn:
+    ref_model = _same_data_model(reference, ckpt, device, "reference",
+                                 "pass a reference derived from the same original checkpoint")
+    orig_model = _same_data_model(original, ckpt, device, "original", "pass the checkpoint this one was unlearned from")
+    if relearn and orig_model is None:
         raise ConfigError("--relearn needs --original PATH: relearning stops at the original model's forget accuracy")
     report = evaluate(ckpt.model, split, bundle.test, ref_model, original=orig_model, relearn=relearn,
                       relearn_config=TrainConfig.from_dict(ckpt.train_config), device=device, seed=seed)

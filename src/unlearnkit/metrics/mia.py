@@ -39,18 +39,8 @@ from unlearnkit.errors import ConfigError, DataError
 
 
 def _losses(values: ArrayLike, name: str, minimum: int) -> np.ndarray:
-    """Return ``values`` as a 1-D float64 array after checking shape, size and finiteness."""
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise DataError(f"{name} must be a 1-D array of per-sample losses, got shape {array.shape}; "
-                        "flatten it or compute one loss per sample.")
-    if array.shape[0] < minimum:
-        raise DataError(f"{name} has {array.shape[0]} samples but at least {minimum} are needed; "
-                        "use a larger set.")
-    if not np.all(np.isfinite(array)):
-        raise DataError(f"{name} contains NaN or infinite losses; clip the loss (e.g. at 1e4) "
-                        "or drop those samples.")
-    return array
+    """Return ``values`` as a 1-D float64 array of per-sample losses after checking shape, size and finiteness."""
+    return _vector(values, name, minimum, what="losses")
 
 
 def _balanced(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -326,17 +316,18 @@ class PopulationAttackResult:
     calibration: AttackReport
 
 
-def _vector(values: ArrayLike, name: str, minimum: int) -> np.ndarray:
-    """Return ``values`` as a 1-D finite float64 array with at least ``minimum`` entries."""
+def _vector(values: ArrayLike, name: str, minimum: int, what: str = "values") -> np.ndarray:
+    """Return ``values`` as a 1-D finite float64 array with at least ``minimum`` entries; ``what`` names
+    them in the messages (e.g. "losses")."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1:
-        raise DataError(f"{name} must be a 1-D array with one value per sample, got shape {array.shape}; "
-                        "flatten it.")
+        raise DataError(f"{name} must be a 1-D array of per-sample {what}, got shape {array.shape}; "
+                        "flatten it or compute one value per sample.")
     if array.shape[0] < minimum:
         raise DataError(f"{name} has {array.shape[0]} samples but at least {minimum} are needed; "
                         "use a larger set.")
     if not np.all(np.isfinite(array)):
-        raise DataError(f"{name} contains NaN or infinite values; clip them (e.g. losses at 1e4) "
+        raise DataError(f"{name} contains NaN or infinite {what}; clip them (e.g. losses at 1e4) "
                         "or drop those samples.")
     return array
 
