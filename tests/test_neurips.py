@@ -52,6 +52,9 @@ def test_retrain_scores_like_the_retrain_ceiling_and_keeping_the_class_scores_fa
     assert np.median(kept.epsilons) > 10
     assert kept.neurips_score <= kept.forget_quality + 1e-12
     assert len(kept.epsilons) == len(class3.forget) and kept.models == N
+    # U-LiRA on the same populations: a retrained target is a coin toss, a model that kept the class is not
+    assert abs(exact.u_lira["accuracy"] - 0.5) < 0.25
+    assert kept.u_lira["accuracy"] > 0.95 and kept.u_lira["auc"] > 0.95
 
 
 def test_references_are_cached_and_reused(digits, digits_model, class3, tmp_path, monkeypatch):
@@ -90,7 +93,7 @@ def test_cli_json_keys(checkpoint, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     keys = {"forget_quality", "neurips_score", "retain_ratio", "test_ratio", "epsilons", "models", "seconds"}
-    assert keys <= set(data)
+    assert keys <= set(data) and data["u_lira"] is None  # 3 models: too few to split into shadows and targets
     assert data["models"] == 3 and data["method"] == "gradient-ascent" and data["forget"] == "class:3"
     assert 0 <= data["forget_quality"] <= 1 and all(0 <= e <= 50 for e in data["epsilons"])
     assert json.loads((tmp_path / "r.json").read_text()) == data
@@ -102,7 +105,7 @@ def test_cli_table_and_bad_models(checkpoint, tmp_path, capsys, monkeypatch):
                                    "--models", "2", "--no-cache", "--device", "cpu", "--no-progress"])
     assert out.exit_code == 0, out.output
     assert re.search(r"forget quality F\s+\d\.\d{4} \(retrain vs retrain: \d\.\d{4}, the ceiling\)", out.stdout)
-    assert "NeurIPS score" in out.stdout
+    assert "NeurIPS score" in out.stdout and "U-LiRA" not in out.stdout
     monkeypatch.setattr("sys.argv", ["unlearn", "neurips", "-c", str(checkpoint), "-f", "class:3", "--method",
                                      "finetune", "--models", "1", "--no-cache", "--no-progress"])
     with pytest.raises(SystemExit) as exit_info:

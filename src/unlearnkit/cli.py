@@ -452,6 +452,9 @@ def neurips(
         f"retrained {result.accuracies['retrained']['test']:.4f})",
         f"NeurIPS score      {result.neurips_score:.4f}  (F x retain ratio x test ratio)",
         f"epsilons           median {float(np.median(result.epsilons)):.3f}, max {float(result.epsilons.max()):.3f}",
+        *([] if result.u_lira is None else [
+            f"U-LiRA             accuracy {result.u_lira['accuracy']:.4f}, AUC {result.u_lira['auc']:.4f} "
+            "(unlearned vs retrained models per example; 0.5 = indistinguishable)"]),
         f"seconds            {result.seconds:.1f} in all; {result.unlearn_seconds:.2f} per unlearning run",
     ]
     for line in lines:

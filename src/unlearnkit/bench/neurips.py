@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from unlearnkit.data import ForgetSplit, IndexedDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.metrics.forget_quality import forget_quality, logit_scaled_confidence, neurips_score
+from unlearnkit.metrics.mia import u_lira
 from unlearnkit.references import retrained_models
 from unlearnkit.train import TrainConfig, predict_logits, show_progress
 from unlearnkit.unlearn import unlearn
@@ -54,6 +55,7 @@ class NeuripsResult:
     test_ratio: float
     accuracies: dict[str, dict[str, float]]  # {"unlearned"|"retrained": {"retain": mean, "test": mean}}
     calibration_forget_quality: float | None  # retrain (seeds 0..N-1) vs retrain (seeds N..2N-1)
+    u_lira: dict[str, float] | None  # U-LiRA on the same populations: half as shadows, half as targets (N >= 4)
     seconds: float  # wall seconds of the whole evaluation
     unlearn_seconds: float  # mean seconds of one unlearning run
     config: dict = field(default_factory=dict)  # the method's resolved hyperparameters
@@ -69,6 +71,7 @@ class NeuripsResult:
             "calibration_forget_quality": None if self.calibration_forget_quality is None
             else round(self.calibration_forget_quality, 6),
             "accuracies": {k: {n: round(v, 6) for n, v in d.items()} for k, d in self.accuracies.items()},
+            "u_lira": None if self.u_lira is None else {k: round(v, 6) for k, v in self.u_lira.items()},
             "epsilons": [round(float(e), 6) for e in self.epsilons],
             "models": self.models,
             "seconds": round(self.seconds, 3),
@@ -156,9 +159,27 @@ def neurips_evaluation(
         c_conf, _ = _confidences_and_accuracies(refs[n_models:], split, test, device)
         calib = forget_quality(c_conf, r_conf).score
     return NeuripsResult(
+        u_lira=_u_lira_halves(u_conf, r_conf) if n_models >= 4 else None,
         method=method, forget=split.spec, models=n_models, forget_quality=fq.score, epsilons=fq.epsilons,
         neurips_score=neurips_score(fq.score, u_acc["retain"], r_acc["retain"], u_acc["test"], r_acc["test"]),
         retain_ratio=u_acc["retain"] / r_acc["retain"], test_ratio=u_acc["test"] / r_acc["test"],
         accuracies={"unlearned": u_acc, "retrained": r_acc}, calibration_forget_quality=calib,
         seconds=time.perf_counter() - start, unlearn_seconds=float(np.mean(seconds)), config=config,
     )
+
+
+def _u_lira_halves(unlearned: torch.Tensor, retrained: torch.Tensor) -> dict[str, float]:
+    """U-LiRA (Hayes et al., 2024) on the two populations: the first half of each side are the shadow models,
+    the second half the targets; can a per-example likelihood-ratio test tell an unlearned target from a
+    retrained one? 0.5 accuracy and AUC mean it cannot. Simplified from the paper's protocol: every model here
+    starts from the same original (the paper also varies the training set of the shadow models)."""
+    u, r = unlearned.double().cpu().numpy(), retrained.double().cpu().numpy()
+    half = u.shape[0] // 2
+    shadow = np.concatenate([u[:half], r[:half]])
+    shadow_unlearned = np.zeros(shadow.shape, dtype=bool)
+    shadow_unlearned[:half] = True
+    targets = np.concatenate([u[half:], r[half:]])
+    target_unlearned = np.zeros(targets.shape, dtype=bool)
+    target_unlearned[: u.shape[0] - half] = True
+    result = u_lira(shadow, shadow_unlearned, ~shadow_unlearned, targets, target_unlearned)
+    return {"accuracy": result.accuracy, "auc": result.report.auc, "tpr_at_1pct_fpr": result.report.tpr_at_1pct_fpr}
