@@ -80,17 +80,18 @@ class NeuripsResult:
         }
 
 
-def _confidences_and_accuracies(
-    models: list[nn.Module], split: ForgetSplit, test: IndexedDataset, device
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """[n_models, n_forget] logit-scaled confidences on the forget set, and mean retain/test accuracy."""
-    confs, retain_acc, test_acc = [], [], []
-    for model in models:
-        confs.append(logit_scaled_confidence(predict_logits(model, split.forget, device=device), split.forget.y))
-        retain_acc.append(float((predict_logits(model, split.retain, device=device).argmax(1) == split.retain.y)
-                                .float().mean()))
-        test_acc.append(float((predict_logits(model, test, device=device).argmax(1) == test.y).float().mean()))
-    return torch.stack(confs), {"retain": float(np.mean(retain_acc)), "test": float(np.mean(test_acc))}
+def _measure(model: nn.Module, split: ForgetSplit, test: IndexedDataset, device) -> tuple[torch.Tensor, float, float]:
+    """One model's logit-scaled confidences on the forget set, and its retain and test accuracy."""
+    conf = logit_scaled_confidence(predict_logits(model, split.forget, device=device), split.forget.y)
+    retain = float((predict_logits(model, split.retain, device=device).argmax(1) == split.retain.y).float().mean())
+    test_acc = float((predict_logits(model, test, device=device).argmax(1) == test.y).float().mean())
+    return conf, retain, test_acc
+
+
+def _population(measured: list[tuple[torch.Tensor, float, float]]) -> tuple[torch.Tensor, dict[str, float]]:
+    """[n_models, n_forget] confidences and the mean retain/test accuracy of measured models."""
+    return (torch.stack([m[0] for m in measured]),
+            {"retain": float(np.mean([m[1] for m in measured])), "test": float(np.mean([m[2] for m in measured]))})
 
 
 def neurips_evaluation(
@@ -126,12 +127,11 @@ def neurips_evaluation(
         cache_dir: where reference models are cached (``None``: retrain every time).
         on_step: called with a short status line before each stage.
     """
-    if n_models < 2:
-        raise ConfigError(f"--models must be at least 2 (the test compares two populations of N), got {n_models}")
+    if not 2 <= n_models <= SEED_STRIDE:
+        raise ConfigError(f"--models must be at least 2 (the test compares two populations of N) and at most "
+                          f"{SEED_STRIDE}, got {n_models}")
     say = on_step or (lambda _msg: None)
     start = time.perf_counter()
-    if n_models > SEED_STRIDE:
-        raise ConfigError(f"--models must be at most {SEED_STRIDE}, got {n_models}")
     seeds = [REFERENCE_SEEDS + i for i in range(n_models)]
     if calibration:
         seeds += [CALIBRATION_SEEDS + i for i in range(n_models)]
@@ -140,23 +140,23 @@ def neurips_evaluation(
     refs = retrained_models(train, split.forget.ids, model_name, dict(model_kwargs or {}), split.retain.spec,
                             train_config, seeds=seeds, cache_dir=cache_dir, device=device,
                             progress=progress)
-    unlearned, seconds, config = [], [], {}
+    measured, seconds, config = [], [], {}
     bar = tqdm(range(n_models), desc=f"unlearn {method}", unit="model", disable=not show_progress(progress))
     say(f"running {method} {n_models} times (seeds 0..{n_models - 1})")
-    for seed in bar:
+    for seed in bar:  # each unlearned model is measured and dropped: memory stays at one model
         result = unlearn(model, split, method, train_config=train_config, device=device, seed=seed, holdout=test,
                          progress=False, **(params or {}))
-        unlearned.append(result.model)
+        measured.append(_measure(result.model, split, test, device))
         seconds.append(result.seconds)
         config = result.config
     bar.close()
     say("comparing the two populations per forget example")
-    u_conf, u_acc = _confidences_and_accuracies(unlearned, split, test, device)
-    r_conf, r_acc = _confidences_and_accuracies(refs[:n_models], split, test, device)
+    u_conf, u_acc = _population(measured)
+    r_conf, r_acc = _population([_measure(m, split, test, device) for m in refs[:n_models]])
     fq = forget_quality(u_conf, r_conf)
     calib = None
     if calibration:
-        c_conf, _ = _confidences_and_accuracies(refs[n_models:], split, test, device)
+        c_conf, _ = _population([_measure(m, split, test, device) for m in refs[n_models:]])
         calib = forget_quality(c_conf, r_conf).score
     return NeuripsResult(
         u_lira=_u_lira_halves(u_conf, r_conf) if n_models >= 4 else None,
