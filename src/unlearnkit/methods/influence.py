@@ -53,9 +53,10 @@ class Influence(Method):
         damping: float = 1e-2
         hessian: str = "auto"  # woodbury (exact inverse of the damped Fisher; far better than diagonal on
         # digits), diagonal (any size), or auto: woodbury while the per-sample gradients fit WOODBURY_MAX_ENTRIES
-        # retain samples m in the empirical Fisher. Fashion-MNIST/cnn random:0.1 (seed 1, tune_fashion.py): gap.average
-        # 0.018 at 2048 vs 0.025 at 1024 and 0.026 at 512; 4096 gained nothing at 4x the time. On digits (whole
-        # retain set, 1,294) the gap is the same from 1024 up, and the speedup falls from 7x to 3x of a 0.45 s retrain.
+        # retain samples m in the empirical Fisher. Fashion-MNIST/cnn random:0.1 (seed 1, tune_fashion_grids.sh):
+        # gap.average 0.018 at 2048 vs 0.025 at 1024 and 0.063 at 512 (0.024 with scale 0.5); 4096: 0.020 at 3x
+        # the time. On digits (whole retain set, 1,294) the gap is the same from 1024 up, and the speedup falls
+        # from 7x to 3x of a 0.45 s retrain.
         fisher_samples: int = 2048
         batch_size: int = 128  # samples per chunk of the gradient passes (memory only; results do not depend on it)
         repair_epochs: int = 0  # retain fine-tuning epochs after the step (IU's own recipe has none)
