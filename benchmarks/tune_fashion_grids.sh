@@ -17,7 +17,7 @@ ALL=$($PY -c "import json; from unlearnkit.methods import METHODS; print(json.du
 for spec in class:7 random:0.1; do
   tune "$spec" defaults "$ALL" | tee "$OUT/fm-${spec/:/-}-defaults.md"
 done
-tune class:7 grid '{"gradient-ascent": [{"lr_scale": 0.1}, {"lr_scale": 0.05}, {"lr_scale": 0.2, "retain_weight": 0.5}],
+tune class:7 grid '{"gradient-ascent": [{"lr_scale": 0.2}, {"lr_scale": 0.1}, {"lr_scale": 0.05}, {"lr_scale": 0.2, "retain_weight": 0.5}],
   "boundary-shrink": [{"epochs": 2}, {"epochs": 3, "lr_scale": 0.02}],
   "influence": [{"fisher_samples": 512}, {"fisher_samples": 512, "scale": 0.5}, {"scale": 0.7}, {"scale": 0.5}]}' \
   | tee "$OUT/fm-class-7-grid.md"

@@ -1,0 +1,46 @@
+"""Tune gradient-ascent's learning rate on digits (mlp and cnn), seed 1, for random:0.1 and class:3.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tune_gradient_ascent.py \
+        | tee docs/results/tuning/digits-gradient-ascent.txt
+
+Each row: model, spec, lr_scale, gap.average to the retrained model, forget and test accuracy (the
+retrained model's test accuracy in brackets), seconds, and the method's notes (where the early stop fired).
+The Fashion-MNIST side of the same choice is in docs/results/tuning/fm-class-7-grid.md.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from unlearnkit.data import load_dataset, select
+from unlearnkit.evaluate import evaluate
+from unlearnkit.models import build_model
+from unlearnkit.train import RECIPES, fit
+from unlearnkit.unlearn import unlearn
+
+SEED = 1
+LR_SCALES = (0.2, 0.1, 0.05)
+
+
+def main() -> None:
+    data = load_dataset("digits")
+    for name in ("mlp", "cnn"):
+        recipe = RECIPES[("digits", name)]
+        model = fit(build_model(name, data.spec, seed=0), data.train, recipe, progress=False)
+        for spec in ("random:0.1", "class:3"):
+            split = select(data.train, spec, seed=SEED)
+            retrained = unlearn(model, split, "retrain", train_config=recipe, seed=SEED, progress=False).model
+            ref = evaluate(retrained, split, data.test, seed=SEED)
+            for lr in LR_SCALES:
+                result = unlearn(model, split, "gradient-ascent", train_config=recipe, seed=SEED, holdout=data.test,
+                                 progress=False, lr_scale=lr)
+                rep = evaluate(result.model, split, data.test, ref, seed=SEED)
+                print(f"{name} {spec} lr_scale={lr}: gap {rep.gap['average']:.4f} forget "
+                      f"{rep.metrics['forget_accuracy']:.4f} test {rep.metrics['test_accuracy']:.4f} "
+                      f"(retrained {ref.metrics['test_accuracy']:.4f}) {result.seconds:.3f}s {result.notes}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
