@@ -152,7 +152,9 @@ def compare(
         bundle: the data (see :func:`unlearnkit.data.load_dataset`).
         forget: forget spec; ``seed`` selects the random subset and seeds every method.
         methods: ``"all"`` or names; ``retrain`` always runs, as the reference.
-        model, config: architecture and recipe of the original (defaults per dataset).
+        model, config: architecture and recipe of the original (defaults per dataset). The CLI first applies
+            :func:`apply_compare_defaults` (Fashion-MNIST: a memorising subset and epochs); call it yourself
+            for the same original from Python.
         original: an already trained original (skips training).
         on_step: called with a short status line before each stage (for progress output).
     """
