@@ -34,7 +34,7 @@ class GradientAscent(Method):
         epochs: int = 20  # passes over the forget set at most; the early stop usually ends far sooner
         # learning rate = lr_scale x the original recipe's lr. 0.1 (was 0.2; seed 1): smaller steps overshoot the
         # early-stop target less. digits/mlp gap random:0.1 0.032 vs 0.039, class:3 0.020 vs 0.025; digits/cnn
-        # random 0.036 vs 0.045 but class:3 0.032 vs 0.020 (benchmarks/tune_gradient_ascent.py); Fashion-MNIST/cnn
+        # random 0.036 vs 0.045 but class:3 0.032 vs 0.020 (benchmarks/tune_digits.py); Fashion-MNIST/cnn
         # class:7 0.0047 vs 0.0063 (docs/results/tuning/fm-class-7-grid.md and -defaults.md).
         lr_scale: float = 0.1
         retain_weight: float = 0.0  # >0 adds retain-set descent to each step (NegGrad+-style)

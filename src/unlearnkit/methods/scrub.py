@@ -41,7 +41,10 @@ class Scrub(Method):
         max_epochs: int = 2  # the first epochs that also run a max pass over the forget set (paper: msteps=2;
         # a single max pass left class 3 fully remembered)
         # lr_scale: learning rate = lr_scale x the original recipe's lr. The student starts at the teacher, where
-        # the max-step gradient is zero, and must drift off first: at 0.2 class 3 kept 16% forget accuracy
+        # the max-step gradient is zero, and must drift off first: at 0.2 class 3 kept 16% forget accuracy.
+        # On the Fashion-MNIST cnn (about 3.5x more steps per epoch) 0.4 and 0.3 collapse the model (class:7
+        # retain accuracy 0.11 and 0.38) and 0.2 does not (gap 0.032 on class:7 and random:0.1; tune_fashion.py,
+        # seed 1): pass lr_scale=0.2 there. The default keeps the digits claim (class forgotten).
         lr_scale: float = 0.4
         # alpha/gamma: the authors' large-scale weights; a larger alpha holds the student at the teacher and
         # class 3 is not forgotten at all (alpha=0.5 or 1: forget accuracy 1.0)

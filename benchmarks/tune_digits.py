@@ -10,6 +10,9 @@ The Fashion-MNIST side of the same choice is in docs/results/tuning/fm-class-7-g
 
 from __future__ import annotations
 
+import argparse
+import json
+
 import torch
 
 from unlearnkit.data import load_dataset, select
@@ -19,10 +22,13 @@ from unlearnkit.train import RECIPES, fit
 from unlearnkit.unlearn import unlearn
 
 SEED = 1
-LR_SCALES = (0.2, 0.1, 0.05)
+DEFAULT_GRID = {"gradient-ascent": [{"lr_scale": 0.2}, {"lr_scale": 0.1}, {"lr_scale": 0.05}]}
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", default=json.dumps(DEFAULT_GRID), help="JSON: method -> list of parameter overrides")
+    grid = json.loads(parser.parse_args().grid)
     data = load_dataset("digits")
     for name in ("mlp", "cnn"):
         recipe = RECIPES[("digits", name)]
@@ -31,14 +37,15 @@ def main() -> None:
             split = select(data.train, spec, seed=SEED)
             retrained = unlearn(model, split, "retrain", train_config=recipe, seed=SEED, progress=False).model
             ref = evaluate(retrained, split, data.test, seed=SEED)
-            for lr in LR_SCALES:
-                result = unlearn(model, split, "gradient-ascent", train_config=recipe, seed=SEED, holdout=data.test,
-                                 progress=False, lr_scale=lr)
-                rep = evaluate(result.model, split, data.test, ref, seed=SEED)
-                print(f"{name} {spec} lr_scale={lr}: gap {rep.gap['average']:.4f} forget "
-                      f"{rep.metrics['forget_accuracy']:.4f} test {rep.metrics['test_accuracy']:.4f} "
-                      f"(retrained {ref.metrics['test_accuracy']:.4f}) {result.seconds:.3f}s {result.notes}",
-                      flush=True)
+            for method, variants in grid.items():
+                for params in variants:
+                    result = unlearn(model, split, method, train_config=recipe, seed=SEED, holdout=data.test,
+                                     progress=False, **params)
+                    rep = evaluate(result.model, split, data.test, ref, seed=SEED)
+                    print(f"{name} {spec} {method} {json.dumps(params)}: gap {rep.gap['average']:.4f} forget "
+                          f"{rep.metrics['forget_accuracy']:.4f} test {rep.metrics['test_accuracy']:.4f} "
+                          f"(retrained {ref.metrics['test_accuracy']:.4f}) {result.seconds:.3f}s {result.notes}",
+                          flush=True)
 
 
 if __name__ == "__main__":
