@@ -461,6 +461,47 @@ def neurips(
         out_console.print(line, markup=False, soft_wrap=True)
 
 
+@app.command()
+def bench(
+    config_path: Annotated[str, typer.Argument(metavar="CONFIG", help="Bench config (TOML), e.g. "
+                                               "benchmarks/digits-smoke.toml.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Directory for results.sqlite and the models.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Skip the cells already finished in --out.")] = False,
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the result store "
+                                           "(default: sqlite:///OUT/results.sqlite).")] = None,
+    device: DeviceOpt = "auto",
+    progress: ProgressOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every cell of a bench config (datasets x forget specs x seeds x methods) into a result store.
+
+    The config is validated before anything trains; each finished cell is stored at once, so an interrupted
+    run loses at most the cell in flight and --resume continues it.
+    """
+    from unlearnkit.bench.config import load_config
+    from unlearnkit.bench.runner import run_bench, summary
+
+    config = load_config(config_path)
+    result = run_bench(config, out, db=db, resume=resume, device=device, progress=progress,
+                       on_step=None if as_json else _status)
+    rows = summary(result.store.rows())
+    if as_json:
+        return _emit_json({"ran": result.ran, "skipped": result.skipped, "summary": rows})
+    from rich.table import Table
+
+    table = Table(title=f"{escape(config.name)}: {result.ran} cells run, {result.skipped} already finished; "
+                        f"mean±std over {len(config.seeds)} seeds")
+    for col in ("dataset", "forget", "method", "params", "gap.avg", "forget acc", "test acc", "speedup"):
+        table.add_column(col, justify="left" if col in ("dataset", "forget", "method", "params") else "right",
+                         overflow="fold")
+    for r in rows:
+        table.add_row(json.loads(r["dataset"])["name"], escape(r["forget"]), r["method"],
+                      escape(r["params"] if r["params"] != "{}" else ""),
+                      *(f"{r[k][0]:.4f}±{r[k][1]:.4f}" for k in ("gap_average", "forget_accuracy", "test_accuracy")),
+                      f"{r['speedup'][0]:.1f}x")
+    out_console.print(table)
+
+
 def main() -> None:
     """Console entry point: one-line errors, non-zero exit, traceback only with --debug."""
     try:

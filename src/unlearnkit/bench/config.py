@@ -1,0 +1,139 @@
+"""Benchmark configs: a TOML file naming datasets, forget specs, methods (with grids) and seeds.
+
+    [bench]
+    name = "digits-smoke"
+    seeds = [0, 1]                       # each seeds the forget split and the methods
+
+    [[datasets]]
+    name = "digits"                      # a source from `unlearn datasets`
+    model = "mlp"                        # default: the source's default model
+    train_size = 600                     # optional: a deterministic subset
+    recipe = { epochs = 10 }             # optional TrainConfig overrides of the dataset's recipe
+    forget = ["random:0.1", "class:3"]
+
+    [methods]
+    finetune = {}                        # the method's defaults
+    gradient-ascent = { lr_scale = [0.1, 0.2] }   # a list is a grid: one variant per value
+
+Everything is validated by :func:`load_config` before anything trains: unknown sections, methods,
+parameters and dataset sources, bad forget specs and recipes each give one clear error. ``retrain`` is
+always run (it is every cell's reference) and needs no entry.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from unlearnkit.data.sources import SOURCES
+from unlearnkit.errors import ConfigError
+from unlearnkit.methods import METHODS
+from unlearnkit.train import TrainConfig
+
+FORGET_KINDS = ("random", "class", "ids", "subjects", "attribute")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    model: str
+    forget: tuple[str, ...]
+    train_size: int | None = None
+    subjects: int | None = None
+    recipe: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identifies the original model: data, model and recipe."""
+        return json.dumps({"name": self.name, "model": self.model, "train_size": self.train_size,
+                           "subjects": self.subjects, "recipe": self.recipe}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    seeds: tuple[int, ...]
+    datasets: tuple[DatasetEntry, ...]
+    methods: dict[str, tuple[dict, ...]]  # method -> parameter variants (the grid expanded), retrain first
+
+
+def _grid(method: str, params: dict) -> tuple[dict, ...]:
+    known = METHODS[method].params()
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(f"[methods] {method}: unknown parameter(s) {unknown}; it has: {', '.join(known) or 'none'}")
+    keys = sorted(params)
+    values = [v if isinstance(v, list) else [v] for v in (params[k] for k in keys)]
+    variants = tuple(dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values))
+    for variant in variants:
+        METHODS[method](**variant)  # the method's own Config validates each value (raises ConfigError)
+    return variants
+
+
+def _dataset(entry: dict, index: int) -> DatasetEntry:
+    where = f"[[datasets]] #{index + 1}"
+    allowed = {"name", "model", "forget", "train_size", "subjects", "recipe"}
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+    name = entry.get("name")
+    if name not in SOURCES:
+        raise ConfigError(f"{where}: unknown dataset {name!r}; choose one of: {', '.join(SOURCES)}")
+    forget = entry.get("forget")
+    if not forget or not isinstance(forget, list):
+        raise ConfigError(f"{where} ({name}): forget must be a non-empty list of specs, e.g. [\"random:0.1\"]")
+    for spec in forget:
+        if not isinstance(spec, str) or spec.split(":", 1)[0].strip().lower() not in FORGET_KINDS or ":" not in spec:
+            raise ConfigError(f"{where} ({name}): bad forget spec {spec!r}; use one of "
+                              f"{', '.join(k + ':...' for k in FORGET_KINDS)}")
+    recipe = dict(entry.get("recipe", {}))
+    known = {f.name for f in fields(TrainConfig)} - {"seed"}
+    if set(recipe) - known:
+        raise ConfigError(f"{where} ({name}): unknown recipe key(s) {sorted(set(recipe) - known)}; "
+                          f"known: {', '.join(sorted(known))}")
+    TrainConfig(**recipe)  # validates values
+    return DatasetEntry(name=name, model=entry.get("model") or SOURCES[name].default_model, forget=tuple(forget),
+                        train_size=entry.get("train_size"), subjects=entry.get("subjects"), recipe=recipe)
+
+
+def parse_config(data: dict) -> BenchConfig:
+    """Validate a parsed TOML document (see the module docstring) into a :class:`BenchConfig`."""
+    unknown = sorted(set(data) - {"bench", "datasets", "methods"})
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; a bench config has [bench], [[datasets]] and [methods]")
+    bench = data.get("bench", {})
+    seeds = bench.get("seeds", [0])
+    if not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"[bench] seeds must be a non-empty list of distinct integers, got {seeds!r}")
+    datasets = data.get("datasets")
+    if not datasets:
+        raise ConfigError("the config names no dataset; add a [[datasets]] table with name and forget")
+    methods = dict(data.get("methods", {}))
+    unknown_methods = sorted(set(methods) - set(METHODS))
+    if unknown_methods:
+        raise ConfigError(f"[methods]: unknown method(s) {unknown_methods}; choose from: {', '.join(METHODS)}")
+    grids = {"retrain": ({},)}
+    for method, params in methods.items():
+        if method == "retrain":
+            continue
+        if not isinstance(params, dict):
+            raise ConfigError(f"[methods] {method} must be a table of parameters, e.g. {method} = {{}}")
+        grids[method] = _grid(method, params)
+    return BenchConfig(name=str(bench.get("name", "bench")), seeds=tuple(seeds),
+                       datasets=tuple(_dataset(d, i) for i, d in enumerate(datasets)), methods=grids)
+
+
+def load_config(path: str | Path) -> BenchConfig:
+    """Read and validate a bench config file; every problem is one ConfigError naming it and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"bench config {str(path)!r} not found; pass the path of a TOML file such as "
+                          "benchmarks/digits-smoke.toml")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the line it names") from exc
+    return parse_config(data)

@@ -1,0 +1,176 @@
+"""``unlearn bench``: run every cell of a bench config, store each result as it finishes, resume later.
+
+Cells run in a fixed order: dataset, forget spec, seed, then ``retrain`` (the reference) and every
+other method variant. Each dataset's original model is trained once and each (dataset, forget spec,
+seed) reference once; both are saved as checkpoints under ``OUT/models`` so a resumed run reuses them.
+``speedup`` is the reference's retraining seconds over the method's seconds.
+
+    unlearn bench benchmarks/digits-smoke.toml --out runs/bench/smoke [--resume] [--db URL]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from unlearnkit.bench.config import BenchConfig, DatasetEntry
+from unlearnkit.bench.store import ResultStore, cell_key, default_url
+from unlearnkit.data import load_dataset, select
+from unlearnkit.errors import ConfigError
+from unlearnkit.evaluate import evaluate
+from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
+from unlearnkit.models.checkpoint import CheckpointMeta
+from unlearnkit.runs import data_meta, train_model
+from unlearnkit.train import TrainConfig, default_recipe, show_progress
+from unlearnkit.unlearn import unlearn
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: DatasetEntry
+    forget: str
+    seed: int
+    method: str
+    params: dict
+
+    @property
+    def key(self) -> str:
+        return cell_key(self.dataset.key, self.forget, self.method, self.params, self.seed)
+
+
+def plan(config: BenchConfig) -> list[Cell]:
+    """Every cell of the config, in the order they run (retrain first within each split)."""
+    return [Cell(d, forget, seed, method, params)
+            for d in config.datasets for forget in d.forget for seed in config.seeds
+            for method, variants in config.methods.items() for params in variants]
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class BenchRun:
+    ran: int
+    skipped: int
+    store: ResultStore
+
+
+def run_bench(
+    config: BenchConfig,
+    out: str | Path,
+    *,
+    db: str | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> BenchRun:
+    """Run the config's unfinished cells and store each result; returns how many ran and were skipped."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(db or default_url(out))
+    done = store.finished()
+    if done and not resume:
+        raise ConfigError(f"the result store for {out} already holds {len(done)} finished cells; pass --resume "
+                          "to continue it, or choose another --out")
+    say = on_step or (lambda _msg: None)
+    cells = plan(config)
+    todo = [c for c in cells if c.key not in done]
+    bar = tqdm(total=len(todo), desc=f"bench {config.name}", unit="cell", disable=not show_progress(progress))
+    models_dir = out / "models"
+    current: dict[str, object] = {}  # the dataset, original, split and reference the next cells share
+    ran = 0
+    try:
+        for cell in cells:
+            if cell.key in done:
+                continue
+            if current.get("dataset") != cell.dataset.key:
+                say(f"original: {cell.dataset.model} on {cell.dataset.name}")
+                current = {"dataset": cell.dataset.key, **_original(cell.dataset, models_dir, device)}
+            split_id = (cell.forget, cell.seed)
+            if current.get("split_id") != split_id:
+                current["split_id"] = split_id
+                current["split"] = select(current["bundle"].train, cell.forget, seed=cell.seed)
+                current["reference"] = None
+            if cell.method != "retrain" and current["reference"] is None:
+                current["reference"], current["retrain_seconds"] = _reference(cell, current, store, models_dir,
+                                                                             device)
+            say(f"{cell.dataset.name} {cell.forget} seed {cell.seed}: {cell.method} {cell.params or ''}")
+            result = unlearn(current["original"], current["split"], cell.method, train_config=current["config"],
+                             device=device, seed=cell.seed, holdout=current["bundle"].test, progress=False,
+                             **cell.params)
+            if cell.method == "retrain":
+                save_checkpoint(_reference_path(cell, models_dir), result.model, current["meta"])
+                reference = evaluate(result.model, current["split"], current["bundle"].test, device=device,
+                                     seed=cell.seed)
+                current["reference"], current["retrain_seconds"] = reference, result.seconds
+            report = evaluate(result.model, current["split"], current["bundle"].test, current["reference"],
+                              device=device, seed=cell.seed)
+            store.add(key=cell.key, bench=config.name, dataset=cell.dataset.key, forget=cell.forget,
+                      method=cell.method, params=cell.params, seed=cell.seed, seconds=result.seconds,
+                      speedup=current["retrain_seconds"] / max(result.seconds, 1e-9), report=report.to_json(),
+                      notes=result.notes)
+            ran += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    return BenchRun(ran=ran, skipped=len(cells) - len(todo), store=store)
+
+
+def _original(entry: DatasetEntry, models_dir: Path, device) -> dict:
+    bundle = load_dataset(entry.name, train_size=entry.train_size, subjects=entry.subjects)
+    config = default_recipe(entry.name, entry.model).with_(seed=0, **entry.recipe)
+    path = models_dir / f"original-{entry.name}-{entry.model}-{_short(entry.key)}"
+    if checkpoint_exists(path):
+        ckpt = load_checkpoint(path)
+        return {"bundle": bundle, "original": ckpt.model, "config": TrainConfig.from_dict(ckpt.train_config),
+                "meta": CheckpointMeta(ckpt.model_name, ckpt.model_kwargs, ckpt.spec, data_meta(bundle),
+                                       ckpt.train_config)}
+    trained = train_model(bundle, entry.model, config, device=device, progress=False)
+    save_checkpoint(path, trained.model, trained.meta)
+    return {"bundle": bundle, "original": trained.model, "config": config, "meta": trained.meta}
+
+
+def _reference_path(cell: Cell, models_dir: Path) -> Path:
+    return models_dir / f"retrain-{_short(cell.dataset.key + cell.forget)}-seed{cell.seed}"
+
+
+def _reference(cell: Cell, current: dict, store: ResultStore, models_dir: Path, device):
+    """The finished retrain cell of this split (a resumed run): its saved model's report and its seconds."""
+    retrain_key = cell_key(cell.dataset.key, cell.forget, "retrain", {}, cell.seed)
+    row = next((r for r in store.rows() if r["key"] == retrain_key), None)
+    path = _reference_path(cell, models_dir)
+    if row is None or not checkpoint_exists(path):
+        raise ConfigError(f"the reference for {cell.dataset.name} {cell.forget} seed {cell.seed} is missing from "
+                          f"{models_dir}; rerun without --resume into a new --out")
+    model = load_checkpoint(path).model
+    return evaluate(model, current["split"], current["bundle"].test, device=device, seed=cell.seed), row["seconds"]
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds per (dataset, forget, method, params): gap.average, forget/test accuracy, speedup."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        params = json.dumps(r["params"], sort_keys=True, separators=(",", ":"))
+        groups.setdefault((r["dataset"], r["forget"], r["method"], params), []).append(r)
+    out = []
+    for (dataset, forget, method, params), rs in groups.items():
+        def stat(values):
+            return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+        gaps = [r["report"].get("gap", {}).get("average", 0.0) for r in rs]
+        out.append({
+            "dataset": dataset, "forget": forget, "method": method, "params": params, "seeds": len(rs),
+            "gap_average": stat(gaps), "forget_accuracy": stat([r["report"]["forget_accuracy"] for r in rs]),
+            "test_accuracy": stat([r["report"]["test_accuracy"] for r in rs]),
+            "speedup": stat([r["speedup"] for r in rs]),
+        })
+    return out

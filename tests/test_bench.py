@@ -1,0 +1,155 @@
+"""Tests for ``unlearn bench``: config validation, the cell plan, the SQLite store, resume and interruption.
+
+Run: .venv/bin/python -m pytest tests/test_bench.py -q
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import unlearnkit.bench.runner as runner
+from unlearnkit.bench.config import load_config, parse_config
+from unlearnkit.bench.runner import plan, run_bench
+from unlearnkit.cli import app
+from unlearnkit.errors import ConfigError
+
+TINY = {
+    "bench": {"name": "tiny", "seeds": [0, 1]},
+    "datasets": [{"name": "digits", "model": "mlp", "train_size": 300, "recipe": {"epochs": 3},
+                  "forget": ["class:3", "random:0.1"]}],
+    "methods": {"finetune": {"epochs": 1}, "gradient-ascent": {"lr_scale": [0.1, 0.2]}},
+}
+
+
+def with_(**changes):
+    data = json.loads(json.dumps(TINY))
+    for path, value in changes.items():
+        section, _, key = path.partition("__")
+        if section == "datasets" and key:
+            data["datasets"][0][key] = value
+        elif key:
+            data[section][key] = value
+        else:
+            data[section] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"methods__nope": {}}, r"unknown method\(s\) \['nope'\]"),
+        ({"methods__finetune": {"epochz": 1}}, r"finetune: unknown parameter\(s\) \['epochz'\]; it has: epochs"),
+        ({"methods__finetune": {"epochs": 0}}, "finetune"),
+        ({"datasets__forget": ["everything"]}, r"bad forget spec 'everything'"),
+        ({"datasets__forget": []}, "forget must be a non-empty list"),
+        ({"datasets__name": "imagenet"}, r"unknown dataset 'imagenet'"),
+        ({"datasets__recipe": {"epoch": 3}}, r"unknown recipe key\(s\) \['epoch'\]"),
+        ({"datasets__colour": "red"}, r"unknown key\(s\) \['colour'\]"),
+        ({"bench__seeds": [0, 0]}, "seeds must be a non-empty list of distinct integers"),
+        ({"extra": {}}, r"unknown section\(s\) \['extra'\]"),
+        ({"datasets": []}, "names no dataset"),
+    ],
+)
+def test_config_errors_name_the_problem(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(with_(**changes))
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found; pass the path of a TOML file"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[bench\nname = 1\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(bad)
+
+
+def test_shipped_smoke_config_is_valid():
+    config = load_config("benchmarks/digits-smoke.toml")
+    assert config.name == "digits-smoke" and "retrain" in config.methods
+
+
+def test_plan_expands_grids_in_a_fixed_order():
+    config = parse_config(TINY)
+    cells = plan(config)
+    # 2 specs x 2 seeds x (retrain + finetune + 2 gradient-ascent variants)
+    assert len(cells) == 16 and len({c.key for c in cells}) == 16
+    first = cells[:4]
+    assert [c.method for c in first] == ["retrain", "finetune", "gradient-ascent", "gradient-ascent"]
+    assert [c.params for c in first[2:]] == [{"lr_scale": 0.1}, {"lr_scale": 0.2}]
+    assert [(c.forget, c.seed) for c in cells[::4]] == [("class:3", 0), ("class:3", 1), ("random:0.1", 0),
+                                                       ("random:0.1", 1)]
+    assert plan(parse_config(TINY)) == cells
+
+
+def _reports(store):
+    return {r["key"]: r["report"] for r in store.rows()}
+
+
+def test_run_stores_every_cell_and_resume_trains_nothing(tmp_path, monkeypatch):
+    config = parse_config(TINY)
+    first = run_bench(config, tmp_path / "a", device="cpu", progress=False)
+    assert (first.ran, first.skipped) == (16, 0)
+    rows = first.store.rows()
+    assert {r["method"] for r in rows} == {"retrain", "finetune", "gradient-ascent"}
+    assert all(r["method"] != "retrain" or r["speedup"] == pytest.approx(1.0) for r in rows)
+    class3 = [r for r in rows if r["forget"] == "class:3" and r["method"] == "retrain"]
+    assert all(r["report"]["forget_accuracy"] == 0.0 for r in class3)
+
+    with pytest.raises(ConfigError, match="already holds 16 finished cells; pass --resume"):
+        run_bench(config, tmp_path / "a", device="cpu", progress=False)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a resumed run of a finished bench must not train or unlearn")
+
+    monkeypatch.setattr(runner, "unlearn", no_work)
+    monkeypatch.setattr(runner, "train_model", no_work)
+    again = run_bench(config, tmp_path / "a", resume=True, device="cpu", progress=False)
+    assert (again.ran, again.skipped) == (0, 16)
+
+
+def test_interrupted_run_keeps_finished_cells_and_resume_matches_a_clean_run(tmp_path, monkeypatch):
+    config = parse_config(TINY)
+    clean = _reports(run_bench(config, tmp_path / "clean", device="cpu", progress=False).store)
+    real_unlearn = runner.unlearn
+    calls = {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # the 3rd cell of the second split is in flight
+            raise KeyboardInterrupt
+        return real_unlearn(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "unlearn", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(config, tmp_path / "cut", device="cpu", progress=False)
+    monkeypatch.setattr(runner, "unlearn", real_unlearn)
+    from unlearnkit.bench.store import ResultStore, default_url
+
+    assert len(ResultStore(default_url(tmp_path / "cut")).finished()) == 6
+    resumed = run_bench(config, tmp_path / "cut", resume=True, device="cpu", progress=False)
+    assert (resumed.ran, resumed.skipped) == (10, 6)
+    got = _reports(resumed.store)
+    assert got.keys() == clean.keys()
+    for key in clean:  # the resumed cells reuse the saved original and reference: the same numbers
+        assert got[key] == clean[key]
+
+
+def test_bad_db_url(tmp_path):
+    with pytest.raises(ConfigError, match="cannot open the result store"):
+        run_bench(parse_config(TINY), tmp_path, db="nosuchdialect://x", progress=False)
+
+
+def test_cli_bench_json(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text('[bench]\nname = "cli"\nseeds = [0]\n[[datasets]]\nname = "digits"\ntrain_size = 300\n'
+                      'recipe = { epochs = 2 }\nforget = ["class:3"]\n[methods]\nfinetune = {}\n')
+    result = CliRunner().invoke(app, ["bench", str(config), "--out", str(tmp_path / "out"), "--json", "--device",
+                                      "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ran"] == 2 and {r["method"] for r in data["summary"]} == {"retrain", "finetune"}
+    assert (tmp_path / "out" / "results.sqlite").is_file()
