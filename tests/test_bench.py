@@ -153,3 +153,22 @@ def test_cli_bench_json(tmp_path):
     data = json.loads(result.stdout)
     assert data["ran"] == 2 and {r["method"] for r in data["summary"]} == {"retrain", "finetune"}
     assert (tmp_path / "out" / "results.sqlite").is_file()
+
+
+def test_report_writes_ranked_tables_and_a_self_contained_html(tmp_path):
+    from unlearnkit.bench.report import write_report
+
+    with pytest.raises(ConfigError, match=r"\(results.sqlite not found\); run `unlearn bench CONFIG --out"):
+        write_report(tmp_path / "empty")
+    run_bench(parse_config(with_(bench__seeds=[0])), tmp_path, device="cpu", progress=False)
+    md_path, html_path = write_report(tmp_path)
+    md = md_path.read_text()
+    assert md.count("## digits / mlp, forget ") == 2
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| rank | method | seeds | gap.average")
+    assert table[1].startswith("| ref | retrain | 1 | 0.0000 ± 0.0000")
+    gaps = [float(line.split("|")[4].split("±")[0]) for line in table[2:5]]
+    assert gaps == sorted(gaps)  # ranked by gap.average, lower first
+    page = html_path.read_text()
+    assert page.count("data:image/png;base64,") == 4 and "<table>" in page and "src=\"report-" not in page
+    assert len(list(tmp_path.glob("report-*.png"))) == 4

@@ -164,6 +164,7 @@ HELP_OPTIONS = {
     "compare": ["--dataset", "--forget", "--methods", "--epochs", "--seed", "--markdown", "--save", "--json"],
     "demo": ["--forget", "--seed", "--device"],
     "bench": ["--out", "--resume", "--db", "--device", "--json"],
+    "report": ["--db"],
 }
 
 

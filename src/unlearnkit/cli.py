@@ -502,6 +502,19 @@ def bench(
     out_console.print(table)
 
 
+@app.command()
+def report(
+    out: Annotated[str, typer.Argument(metavar="DIR", help="The --out directory of `unlearn bench`.")],
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the result store "
+                                           "(default: sqlite:///DIR/results.sqlite).")] = None,
+) -> None:
+    """Write DIR/report.md and a self-contained DIR/report.html: ranked tables (mean ± std over seeds) and plots."""
+    from unlearnkit.bench.report import write_report
+
+    md_path, html_path = write_report(out, db=db)
+    out_console.print(f"wrote {md_path} and {html_path}", markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: one-line errors, non-zero exit, traceback only with --debug."""
     try:
