@@ -172,3 +172,24 @@ def test_report_writes_ranked_tables_and_a_self_contained_html(tmp_path):
     page = html_path.read_text()
     assert page.count("data:image/png;base64,") == 4 and "<table>" in page and "src=\"report-" not in page
     assert len(list(tmp_path.glob("report-*.png"))) == 4
+
+
+def test_unknown_executor(tmp_path):
+    with pytest.raises(ConfigError, match="unknown executor 'dask'; choose one of local, ray"):
+        run_bench(parse_config(TINY), tmp_path, executor="dask", progress=False)
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_numbers(tmp_path):
+    """The same grid on a local Ray with 2 CPUs (one task per split) stores exactly the local executor's
+    metrics: each split's cells run in the same order from the same saved original."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'unlearnkit[ray]')")
+    config = parse_config(TINY)
+    local = _reports(run_bench(config, tmp_path / "local", device="cpu", progress=False).store)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_bench(config, tmp_path / "ray", executor="ray", device="cpu", progress=False)
+    finally:
+        ray.shutdown()
+    assert (remote.ran, remote.skipped) == (16, 0)
+    assert _reports(remote.store) == local

@@ -163,7 +163,7 @@ HELP_OPTIONS = {
                 "--no-cache", "--json"],
     "compare": ["--dataset", "--forget", "--methods", "--epochs", "--seed", "--markdown", "--save", "--json"],
     "demo": ["--forget", "--seed", "--device"],
-    "bench": ["--out", "--resume", "--db", "--device", "--json"],
+    "bench": ["--out", "--resume", "--db", "--executor", "--ray-address", "--device", "--json"],
     "report": ["--db"],
 }
 

@@ -469,6 +469,10 @@ def bench(
     resume: Annotated[bool, typer.Option("--resume", help="Skip the cells already finished in --out.")] = False,
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the result store "
                                            "(default: sqlite:///OUT/results.sqlite).")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local, or ray: one Ray task per split.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Existing Ray cluster (default: start a local Ray).")
+    ] = None,
     device: DeviceOpt = "auto",
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
@@ -482,8 +486,8 @@ def bench(
     from unlearnkit.bench.runner import run_bench, summary
 
     config = load_config(config_path)
-    result = run_bench(config, out, db=db, resume=resume, device=device, progress=progress,
-                       on_step=None if as_json else _status)
+    result = run_bench(config, out, db=db, resume=resume, executor=executor, ray_address=ray_address, device=device,
+                       progress=progress, on_step=None if as_json else _status)
     rows = summary(result.store.rows())
     if as_json:
         return _emit_json({"ran": result.ran, "skipped": result.skipped, "summary": rows})

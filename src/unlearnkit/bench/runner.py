@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.bench.config import BenchConfig, DatasetEntry
 from unlearnkit.bench.store import ResultStore, cell_key, default_url
 from unlearnkit.data import load_dataset, select
@@ -69,14 +70,26 @@ def run_bench(
     *,
     db: str | None = None,
     resume: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> BenchRun:
-    """Run the config's unfinished cells and store each result; returns how many ran and were skipped."""
+    """Run the config's unfinished cells and store each result; returns how many ran and were skipped.
+
+    ``executor="ray"`` runs each split (dataset, forget spec, seed: its retrain cell, then its methods) as
+    one Ray task on ``ray.init(address=ray_address)`` (a local Ray when None); the tasks write their cells to
+    the same store and read the models from ``OUT/models``, so OUT (and the store) must be reachable from
+    every worker. The numbers are those of the local executor: each split's cells run in the same order
+    from the same saved original.
+    """
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    store = ResultStore(db or default_url(out))
+    url = db or default_url(out)
+    store = ResultStore(url)
     done = store.finished()
     if done and not resume:
         raise ConfigError(f"the result store for {out} already holds {len(done)} finished cells; pass --resume "
@@ -85,44 +98,90 @@ def run_bench(
     cells = plan(config)
     todo = [c for c in cells if c.key not in done]
     bar = tqdm(total=len(todo), desc=f"bench {config.name}", unit="cell", disable=not show_progress(progress))
-    models_dir = out / "models"
-    current: dict[str, object] = {}  # the dataset, original, split and reference the next cells share
-    ran = 0
     try:
-        for cell in cells:
-            if cell.key in done:
-                continue
-            if current.get("dataset") != cell.dataset.key:
-                say(f"original: {cell.dataset.model} on {cell.dataset.name}")
-                current = {"dataset": cell.dataset.key, **_original(cell.dataset, models_dir, device)}
-            split_id = (cell.forget, cell.seed)
-            if current.get("split_id") != split_id:
-                current["split_id"] = split_id
-                current["split"] = select(current["bundle"].train, cell.forget, seed=cell.seed)
-                current["reference"] = None
-            if cell.method != "retrain" and current["reference"] is None:
-                current["reference"], current["retrain_seconds"] = _reference(cell, current, store, models_dir,
-                                                                             device)
-            say(f"{cell.dataset.name} {cell.forget} seed {cell.seed}: {cell.method} {cell.params or ''}")
-            result = unlearn(current["original"], current["split"], cell.method, train_config=current["config"],
-                             device=device, seed=cell.seed, holdout=current["bundle"].test, progress=False,
-                             **cell.params)
-            if cell.method == "retrain":
-                save_checkpoint(_reference_path(cell, models_dir), result.model, current["meta"])
-                reference = evaluate(result.model, current["split"], current["bundle"].test, device=device,
-                                     seed=cell.seed)
-                current["reference"], current["retrain_seconds"] = reference, result.seconds
-            report = evaluate(result.model, current["split"], current["bundle"].test, current["reference"],
-                              device=device, seed=cell.seed)
-            store.add(key=cell.key, bench=config.name, dataset=cell.dataset.key, forget=cell.forget,
-                      method=cell.method, params=cell.params, seed=cell.seed, seconds=result.seconds,
-                      speedup=current["retrain_seconds"] / max(result.seconds, 1e-9), report=report.to_json(),
-                      notes=result.notes)
-            ran += 1
-            bar.update(1)
+        if executor == "local":
+            ran = _run_cells(todo, out, url, config.name, device, say, on_cell=lambda: bar.update(1))
+        else:
+            ran = _run_on_ray(todo, out, url, config.name, device, ray_address, say, bar)
     finally:
         bar.close()
     return BenchRun(ran=ran, skipped=len(cells) - len(todo), store=store)
+
+
+EXECUTORS = ("local", "ray")
+
+
+def _run_cells(cells: list[Cell], out: Path, url: str, bench: str, device, say: Callable[[str], None],
+               on_cell: Callable[[], None] | None = None) -> int:
+    """Run ``cells`` in order, sharing each dataset's original and each split's reference, storing every
+    cell as it finishes. The same code runs in the driver (local executor) and in each Ray task."""
+    store = ResultStore(url)
+    models_dir = out / "models"
+    warm_up_optimizers()  # once per process (the driver or a Ray worker), before any timed cell
+    current: dict[str, object] = {}  # the dataset, original, split and reference the next cells share
+    ran = 0
+    for cell in cells:
+        if current.get("dataset") != cell.dataset.key:
+            say(f"original: {cell.dataset.model} on {cell.dataset.name}")
+            current = {"dataset": cell.dataset.key, **_original(cell.dataset, models_dir, device)}
+        split_id = (cell.forget, cell.seed)
+        if current.get("split_id") != split_id:
+            current["split_id"] = split_id
+            current["split"] = select(current["bundle"].train, cell.forget, seed=cell.seed)
+            current["reference"] = None
+        if cell.method != "retrain" and current["reference"] is None:
+            current["reference"], current["retrain_seconds"] = _reference(cell, current, store, models_dir, device)
+        say(f"{cell.dataset.name} {cell.forget} seed {cell.seed}: {cell.method} {cell.params or ''}")
+        result = unlearn(current["original"], current["split"], cell.method, train_config=current["config"],
+                         device=device, seed=cell.seed, holdout=current["bundle"].test, progress=False,
+                         **cell.params)
+        if cell.method == "retrain":
+            save_checkpoint(_reference_path(cell, models_dir), result.model, current["meta"])
+            reference = evaluate(result.model, current["split"], current["bundle"].test, device=device,
+                                 seed=cell.seed)
+            current["reference"], current["retrain_seconds"] = reference, result.seconds
+        report = evaluate(result.model, current["split"], current["bundle"].test, current["reference"],
+                          device=device, seed=cell.seed)
+        store.add(key=cell.key, bench=bench, dataset=cell.dataset.key, forget=cell.forget,
+                  method=cell.method, params=cell.params, seed=cell.seed, seconds=result.seconds,
+                  speedup=current["retrain_seconds"] / max(result.seconds, 1e-9), report=report.to_json(),
+                  notes=result.notes)
+        ran += 1
+        if on_cell is not None:
+            on_cell()
+    return ran
+
+
+def _run_on_ray(cells: list[Cell], out: Path, url: str, bench: str, device, address: str | None,
+                say: Callable[[str], None], bar) -> int:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("--executor ray needs Ray: pip install 'unlearnkit[ray]' (or pip install ray)") from exc
+    # originals first, in the driver: two tasks must not train the same one at once
+    for entry in {c.dataset.key: c.dataset for c in cells}.values():
+        say(f"original: {entry.model} on {entry.name}")
+        _original(entry, out / "models", device)
+    splits: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        splits.setdefault((cell.dataset.key, cell.forget, cell.seed), []).append(cell)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1)(_run_cells)
+        pending = {task.remote(group, out, url, bench, device, lambda _msg: None): len(group)
+                   for group in splits.values()}
+        say(f"{len(pending)} splits as Ray tasks")
+        ran = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ran += ray.get(ready[0])
+            bar.update(pending.pop(ready[0]))
+        return ran
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _original(entry: DatasetEntry, models_dir: Path, device) -> dict:

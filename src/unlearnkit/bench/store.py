@@ -49,7 +49,8 @@ class ResultStore:
 
     def __init__(self, url: str):
         try:
-            self.engine = create_engine(url)
+            # several Ray workers may write to one SQLite file: wait for its lock instead of failing at once
+            self.engine = create_engine(url, connect_args={"timeout": 60} if url.startswith("sqlite") else {})
             METADATA.create_all(self.engine)
         except Exception as exc:  # a bad URL or an unreachable database: say which
             raise ConfigError(f"cannot open the result store {url!r} ({type(exc).__name__}: {exc}); "
