@@ -15,6 +15,7 @@ from unlearnkit.bench.config import load_config, parse_config
 from unlearnkit.bench.runner import plan, run_bench
 from unlearnkit.cli import app
 from unlearnkit.errors import ConfigError
+from unlearnkit.methods import METHODS
 
 TINY = {
     "bench": {"name": "tiny", "seeds": [0, 1]},
@@ -67,9 +68,12 @@ def test_config_file_errors(tmp_path):
         load_config(bad)
 
 
-def test_shipped_smoke_config_is_valid():
+def test_shipped_configs_are_valid():
     config = load_config("benchmarks/digits-smoke.toml")
     assert config.name == "digits-smoke" and "retrain" in config.methods
+    fashion = load_config("benchmarks/fashion-mnist.toml")
+    assert fashion.seeds == (0, 1, 2) and len(fashion.methods) == len(METHODS)  # every registered method
+    assert [d.forget for d in fashion.datasets][0][:2] == ("random:0.1", "class:7")
 
 
 def test_plan_expands_grids_in_a_fixed_order():
