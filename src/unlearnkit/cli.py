@@ -483,26 +483,29 @@ def bench(
     run loses at most the cell in flight and --resume continues it.
     """
     from unlearnkit.bench.config import load_config
-    from unlearnkit.bench.runner import run_bench, summary
+    from unlearnkit.bench.report import aggregate
+    from unlearnkit.bench.runner import run_bench
 
     config = load_config(config_path)
     result = run_bench(config, out, db=db, resume=resume, executor=executor, ray_address=ray_address, device=device,
                        progress=progress, on_step=None if as_json else _status)
-    rows = summary(result.store.rows())
+    rows = [{"scenario": dataset, "forget": forget, **entry}
+            for (dataset, forget), entries in aggregate(result.store.rows()).items() for entry in entries]
     if as_json:
         return _emit_json({"ran": result.ran, "skipped": result.skipped, "summary": rows})
     from rich.table import Table
 
     table = Table(title=f"{escape(config.name)}: {result.ran} cells run, {result.skipped} already finished; "
-                        f"mean±std over {len(config.seeds)} seeds")
-    for col in ("dataset", "forget", "method", "params", "gap.avg", "forget acc", "test acc", "speedup"):
-        table.add_column(col, justify="left" if col in ("dataset", "forget", "method", "params") else "right",
+                        f"mean±std over {len(config.seeds)} seeds, ranked by gap.avg")
+    for col in ("dataset", "forget", "method", "gap.avg", "forget acc", "test acc", "speedup"):
+        table.add_column(col, justify="left" if col in ("dataset", "forget", "method") else "right",
                          overflow="fold")
     for r in rows:
-        table.add_row(json.loads(r["dataset"])["name"], escape(r["forget"]), r["method"],
-                      escape(r["params"] if r["params"] != "{}" else ""),
-                      *(f"{r[k][0]:.4f}±{r[k][1]:.4f}" for k in ("gap_average", "forget_accuracy", "test_accuracy")),
-                      f"{r['speedup'][0]:.1f}x")
+        stats = r["stats"]
+        table.add_row(escape(r["scenario"]), escape(r["forget"]), escape(r["label"]),
+                      *(f"{stats[k][0]:.4f}±{stats[k][1]:.4f}" if k in stats else ""
+                        for k in ("gap.average", "forget_accuracy", "test_accuracy")),
+                      f"{stats['speedup'][0]:.1f}x")
     out_console.print(table)
 
 

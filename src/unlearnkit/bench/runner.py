@@ -11,8 +11,6 @@ seed) reference once; both are saved as checkpoints under ``OUT/models`` so a re
 from __future__ import annotations
 
 import hashlib
-import json
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,24 +210,3 @@ def _reference(cell: Cell, current: dict, store: ResultStore, models_dir: Path, 
                           f"{models_dir}; rerun without --resume into a new --out")
     model = load_checkpoint(path).model
     return evaluate(model, current["split"], current["bundle"].test, device=device, seed=cell.seed), row["seconds"]
-
-
-def summary(rows: list[dict]) -> list[dict]:
-    """Mean and std over seeds per (dataset, forget, method, params): gap.average, forget/test accuracy, speedup."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        params = json.dumps(r["params"], sort_keys=True, separators=(",", ":"))
-        groups.setdefault((r["dataset"], r["forget"], r["method"], params), []).append(r)
-    out = []
-    for (dataset, forget, method, params), rs in groups.items():
-        def stat(values):
-            return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-        gaps = [r["report"].get("gap", {}).get("average", 0.0) for r in rs]
-        out.append({
-            "dataset": dataset, "forget": forget, "method": method, "params": params, "seeds": len(rs),
-            "gap_average": stat(gaps), "forget_accuracy": stat([r["report"]["forget_accuracy"] for r in rs]),
-            "test_accuracy": stat([r["report"]["test_accuracy"] for r in rs]),
-            "speedup": stat([r["speedup"] for r in rs]),
-        })
-    return out
