@@ -156,7 +156,7 @@ def methods(as_json: JsonOpt = False) -> None:
 
     rows = [{
         "name": cls.name, "summary": cls.summary, "reference": cls.reference, "exact": cls.exact,
-        "needs_retain": cls.needs_retain, "needs_forget": cls.needs_forget, "params": cls.params(),
+        "certified": cls.certified, "requires": cls.requires, "needs_retain": cls.needs_retain, "needs_forget": cls.needs_forget, "params": cls.params(),
     } for cls in METHODS.values()]
     if as_json:
         return _emit_json(rows)
@@ -257,7 +257,7 @@ def forget(
     summary = {
         "checkpoint": str(sidecar.with_suffix("")), "method": result.method, "config": result.config,
         "forget": split.spec, "seed": seed, "n_forget": len(split.forget), "n_retain": len(split.retain),
-        "seconds": round(result.seconds, 4), "notes": result.notes,
+        "seconds": round(result.seconds, 4), "notes": result.notes, **result.info,
         "forget_accuracy": round(accuracy_on(result.model, split.forget), 6),
         "retain_accuracy": round(accuracy_on(result.model, split.retain), 6),
         "test_accuracy": round(accuracy_on(result.model, bundle.test), 6),

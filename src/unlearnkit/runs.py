@@ -126,7 +126,7 @@ def forget_checkpoint(
     split = select(current, forget, seed=seed)
     config = TrainConfig.from_dict(ckpt.train_config)
     result = unlearn(ckpt.model, split, method, train_config=config, device=device, seed=seed,
-                     holdout=bundle.test, progress=progress, **(params or {}))
+                     holdout=bundle.test, progress=progress, checkpoint=ckpt.path, **(params or {}))
     return result, split, ckpt, bundle
 
 

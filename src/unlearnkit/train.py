@@ -105,13 +105,14 @@ def batches(
     *,
     generator: torch.Generator | None = None,
     shuffle: bool = True,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) mini-batches in a seeded order; ``generator`` decides the shuffle."""
+    with_ids: bool = False,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """(x, y) mini-batches in a seeded order, (x, y, ids) with ``with_ids``; ``generator`` decides the shuffle."""
     n = len(dataset)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        yield dataset.x[idx], dataset.y[idx]
+        yield (dataset.x[idx], dataset.y[idx], dataset.ids[idx]) if with_ids else (dataset.x[idx], dataset.y[idx])
 
 
 def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -145,6 +146,7 @@ def fit(
     description: str = "train",
     on_epoch: Callable[[int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    after_step: Callable[[int, torch.Tensor, nn.Module], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on ``dataset`` with the recipe ``config``; returns the model.
 
@@ -156,6 +158,8 @@ def fit(
         progress: show a progress bar (default: only on a terminal).
         on_epoch: called with (epoch, mean loss) after every epoch.
         should_stop: checked before every step; True ends training early (e.g. a time budget).
+        after_step: called after every optimizer step with (step number from 0, the ids of that batch, the model),
+            e.g. :class:`unlearnkit.updates.UpdateRecorder`; it must not touch the model or the random generators.
 
     Example:
         >>> from unlearnkit.data import load_dataset
@@ -177,7 +181,9 @@ def fit(
                    disable=not show_progress(progress), unit="step", leave=False)
         for epoch in range(config.epochs):
             total, count = 0.0, 0
-            for x, y in batches(dataset, config.batch_size, generator=gen):
+            # ids ride along (same draws, same order) only for after_step
+            for i, (x, y, *ids) in enumerate(batches(dataset, config.batch_size, generator=gen,
+                                                     with_ids=after_step is not None)):
                 if should_stop is not None and should_stop():
                     bar.close()
                     return model.eval()
@@ -188,6 +194,8 @@ def fit(
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+                if after_step is not None:
+                    after_step(epoch * steps_per_epoch + i, ids[0], model)
                 total += loss.item() * len(y)
                 count += len(y)
                 bar.update(1)

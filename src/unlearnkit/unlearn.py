@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -38,6 +39,7 @@ class UnlearnResult:
     seconds: float
     seed: int
     notes: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # structured facts the method reported (task.info)
 
     def history_entry(self, split: ForgetSplit) -> dict:
         """The record a checkpoint's history keeps for this forget operation."""
@@ -51,6 +53,7 @@ class UnlearnResult:
             "forget_ids_sha256": split.ids_digest(),
             "seconds": round(self.seconds, 4),
             "notes": self.notes,
+            **({"info": self.info} if self.info else {}),
         }
 
 
@@ -65,6 +68,7 @@ def unlearn(
     budget: Budget | None = None,
     holdout: IndexedDataset | None = None,
     progress: bool | None = None,
+    checkpoint: str | Path | None = None,
     **config,
 ) -> UnlearnResult:
     """Remove the influence of ``split.forget`` from ``model``.
@@ -80,6 +84,8 @@ def unlearn(
         budget: optional wall-clock / epoch limits.
         holdout: data the model never saw (test/val), used only for calibration such as early stops.
         progress: progress bars (default: only on a terminal).
+        checkpoint: the path the model was loaded from; methods with ``requires`` (sisa, amnesiac) read
+            the files training saved beside it.
         **config: the method's hyperparameters (see ``Method.params()``).
     """
     if isinstance(method, Method):
@@ -90,10 +96,14 @@ def unlearn(
         instance = get_method(method)(**config)
     if len(split.forget) == 0 or len(split.retain) == 0:
         raise ConfigError("the split needs a non-empty forget set and a non-empty retain set; check the forget spec")
+    if instance.requires and checkpoint is None:
+        raise ConfigError(f"method {instance.name!r} needs {instance.requires}; pass its path as checkpoint= "
+                          "(the CLI's --checkpoint does this)")
     dev = resolve_device(device)
     task = UnlearnTask(
         model=model, split=split, train_config=train_config or TrainConfig(), device=dev, seed=seed,
         budget=budget, holdout=holdout, progress=progress,
+        checkpoint=None if checkpoint is None else Path(checkpoint),
     )
     original_mode = model.training
     start = time.perf_counter()
@@ -108,5 +118,5 @@ def unlearn(
         raise RuntimeError(f"method {instance.name!r} returned the input model; methods must work on a copy")
     return UnlearnResult(
         model=new_model.eval(), method=instance.name, config=instance.resolved_config(), seconds=seconds,
-        seed=seed, notes=list(task.notes),
+        seed=seed, notes=list(task.notes), info=dict(task.info),
     )

@@ -15,6 +15,7 @@ import time
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -58,7 +59,13 @@ class UnlearnTask:
     budget: Budget | None = None
     holdout: IndexedDataset | None = None
     progress: bool | None = None
+    # The checkpoint the model was loaded from (without suffix), for methods that read what training saved
+    # beside it (SISA slices, recorded updates); None for a model built in memory.
+    checkpoint: Path | None = None
     notes: list[str] = field(default_factory=list)
+    # Structured facts a method reports beside its model (e.g. SISA's retrained_shards); JSON-serialisable,
+    # copied to UnlearnResult.info, the CLI's --json and the checkpoint history.
+    info: dict = field(default_factory=dict)
     _start: float = field(default_factory=time.perf_counter, repr=False)
 
     def clone_model(self) -> nn.Module:
@@ -107,6 +114,11 @@ class Method(ABC):
     needs_retain: ClassVar[bool] = True  # reads the retain set
     needs_forget: ClassVar[bool] = True  # reads the forget set
     needs_conv: ClassVar[bool] = False  # works only on models with conv layers (raises ConfigError otherwise)
+    certified: ClassVar[bool] = False  # comes with a removal guarantee (a bound on the distance to retraining)
+    # What the method needs beyond a trained model, in words (None: nothing), e.g. "a checkpoint trained with
+    # --record-updates". Such methods read training-time files beside ``task.checkpoint``; unlearn() refuses
+    # them without a checkpoint path, and they have their own test modules instead of the conformance suite.
+    requires: ClassVar[str | None] = None
 
     @dataclass(frozen=True)
     class Config:
