@@ -72,7 +72,8 @@ def test_shipped_configs_are_valid():
     config = load_config("benchmarks/digits-smoke.toml")
     assert config.name == "digits-smoke" and "retrain" in config.methods
     fashion = load_config("benchmarks/fashion-mnist.toml")
-    assert fashion.seeds == (0, 1, 2) and len(fashion.methods) == len(METHODS)  # every registered method
+    runnable = [n for n, c in METHODS.items() if c.requires is None]  # the others need training-time files
+    assert fashion.seeds == (0, 1, 2) and list(fashion.methods) == runnable  # every method bench can run
     assert [d.forget for d in fashion.datasets][0][:2] == ("random:0.1", "class:7")
 
 
@@ -197,3 +198,10 @@ def test_ray_executor_gives_the_local_numbers(tmp_path):
         ray.shutdown()
     assert (remote.ran, remote.skipped) == (16, 0)
     assert _reports(remote.store) == local
+
+
+def test_methods_needing_training_files_are_refused():
+    needing = sorted(n for n, c in METHODS.items() if c.requires)  # sisa, amnesiac: read files beside a checkpoint
+    assert needing
+    with pytest.raises(ConfigError, match=rf"\[methods\] {needing[0]} needs .*drop it from the config"):
+        parse_config(with_(**{f"methods__{needing[0]}": {}}))

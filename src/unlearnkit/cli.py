@@ -156,7 +156,8 @@ def methods(as_json: JsonOpt = False) -> None:
 
     rows = [{
         "name": cls.name, "summary": cls.summary, "reference": cls.reference, "exact": cls.exact,
-        "certified": cls.certified, "requires": cls.requires, "needs_retain": cls.needs_retain, "needs_forget": cls.needs_forget, "params": cls.params(),
+        "certified": cls.certified, "requires": cls.requires, "needs_retain": cls.needs_retain,
+        "needs_forget": cls.needs_forget, "params": cls.params(),
     } for cls in METHODS.values()]
     if as_json:
         return _emit_json(rows)
@@ -473,6 +474,10 @@ def bench(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Existing Ray cluster (default: start a local Ray).")
     ] = None,
+    overlay: Annotated[
+        list[str], typer.Option("--overlay", help="TOML overlay whose [methods] entries replace the config's, "
+                                "as `unlearn tune` writes it (repeat; later ones win).")
+    ] = [],  # noqa: B006
     device: DeviceOpt = "auto",
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
@@ -486,7 +491,7 @@ def bench(
     from unlearnkit.bench.report import aggregate
     from unlearnkit.bench.runner import run_bench
 
-    config = load_config(config_path)
+    config = load_config(config_path, overlay)
     result = run_bench(config, out, db=db, resume=resume, executor=executor, ray_address=ray_address, device=device,
                        progress=progress, on_step=None if as_json else _status)
     rows = [{"scenario": dataset, "forget": forget, **entry}
@@ -507,6 +512,49 @@ def bench(
                         for k in ("gap.average", "forget_accuracy", "test_accuracy")),
                       f"{stats['speedup'][0]:.1f}x")
     out_console.print(table)
+
+
+@app.command()
+def tune(
+    method: Annotated[str, typer.Option("--method", help="The method to tune (`unlearn methods`).")],
+    config_path: Annotated[str, typer.Option("--config", help="Bench config (TOML): its datasets and forget specs "
+                                             "are the tuning cases; its [methods] entry can fix parameters.")],
+    trials: Annotated[int, typer.Option("--trials", help="Optuna trials to run (added to a study already in "
+                                        "--out); the first is the method's defaults.")] = 20,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Directory for tune.db (the Optuna study), the "
+                                            "models and the overlay (default: runs/tune/BENCH-METHOD).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Tuning seed for the forget sets and the method; must "
+                                             "differ from the config's seeds (default: largest + 1000).")] = None,
+    write: Annotated[str | None, typer.Option("--write", help="Where to write the overlay "
+                                              "(default: OUT/METHOD.toml).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Start no trial after this many seconds.")] = None,
+    device: DeviceOpt = "auto",
+    progress: ProgressOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tune a method's hyperparameters with Optuna: minimise the gap to retraining on a tuning split.
+
+    Writes the best parameters as a TOML overlay that `unlearn bench CONFIG --overlay FILE` accepts.
+    """
+    import shlex
+    import sys
+
+    from unlearnkit.bench.config import load_config
+    from unlearnkit.bench.tune import tune as run_tune
+
+    config = load_config(config_path)
+    directory = out or f"runs/tune/{config.name}-{method}"
+    command = "unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = run_tune(config, method, trials, directory, tuning_seed=seed, overlay_path=write, timeout=timeout,
+                      device=device, progress=progress, on_step=None if as_json else _status, command=command)
+    if as_json:
+        return _emit_json(result.to_json())
+    default = "failed" if result.default_value is None else f"{result.default_value:.4f}"
+    for line in (f"{method}: best gap.average {result.best_value:.4f} (defaults {default}) after {result.trials} "
+                 f"trials ({result.failed} failed), tuning seed {result.tuning_seed}",
+                 f"best parameters: {result.best_params}",
+                 f"wrote {result.overlay_path}; use: unlearn bench {config_path} --overlay {result.overlay_path}"):
+        out_console.print(line, markup=False, soft_wrap=True)
 
 
 @app.command()

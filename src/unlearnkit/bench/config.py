@@ -15,6 +15,9 @@
     finetune = {}                        # the method's defaults
     gradient-ascent = { lr_scale = [0.1, 0.2] }   # a list is a grid: one variant per value
 
+An overlay (``unlearn bench CONFIG --overlay tuned.toml``, as ``unlearn tune`` writes it) holds only a
+``[methods]`` table; each of its entries replaces the config's entry for that method.
+
 Everything is validated by :func:`load_config` before anything trains: unknown sections, methods,
 parameters and dataset sources, bad forget specs and recipes each give one clear error. ``retrain`` is
 always run (it is every cell's reference) and needs no entry.
@@ -58,6 +61,7 @@ class BenchConfig:
     seeds: tuple[int, ...]
     datasets: tuple[DatasetEntry, ...]
     methods: dict[str, tuple[dict, ...]]  # method -> parameter variants (the grid expanded), retrain first
+    raw_methods: dict[str, dict] = field(default_factory=dict)  # the [methods] tables as written (for tune)
 
 
 def _grid(method: str, params: dict) -> tuple[dict, ...]:
@@ -121,19 +125,39 @@ def parse_config(data: dict) -> BenchConfig:
             continue
         if not isinstance(params, dict):
             raise ConfigError(f"[methods] {method} must be a table of parameters, e.g. {method} = {{}}")
+        if METHODS[method].requires:
+            raise ConfigError(f"[methods] {method} needs {METHODS[method].requires}, which bench's freshly trained "
+                              "originals lack; drop it from the config (its own benchmark is in benchmarks/)")
         grids[method] = _grid(method, params)
     return BenchConfig(name=str(bench.get("name", "bench")), seeds=tuple(seeds),
-                       datasets=tuple(_dataset(d, i) for i, d in enumerate(datasets)), methods=grids)
+                       datasets=tuple(_dataset(d, i) for i, d in enumerate(datasets)), methods=grids,
+                       raw_methods={m: dict(p) for m, p in methods.items() if m != "retrain"})
 
 
-def load_config(path: str | Path) -> BenchConfig:
-    """Read and validate a bench config file; every problem is one ConfigError naming it and the fix."""
-    path = Path(path)
+def _read_toml(path: Path, what: str) -> dict:
     if not path.is_file():
-        raise ConfigError(f"bench config {str(path)!r} not found; pass the path of a TOML file such as "
+        raise ConfigError(f"{what} {str(path)!r} not found; pass the path of a TOML file such as "
                           "benchmarks/digits-smoke.toml")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix the line it names") from exc
+
+
+def apply_overlay(data: dict, overlay: dict, where: str) -> dict:
+    """The config with the overlay's ``[methods]`` entries replacing (or adding) whole method entries, as
+    ``unlearn tune`` writes them."""
+    unknown = sorted(set(overlay) - {"methods"})
+    if unknown:
+        raise ConfigError(f"overlay {where} has section(s) {unknown}; an overlay holds only [methods] entries")
+    methods = {**data.get("methods", {}), **overlay.get("methods", {})}
+    return {**data, "methods": methods}
+
+
+def load_config(path: str | Path, overlays: tuple[str | Path, ...] | list = ()) -> BenchConfig:
+    """Read and validate a bench config file, then apply overlays (later ones win); every problem is one
+    ConfigError naming it and the fix."""
+    data = _read_toml(Path(path), "bench config")
+    for overlay in overlays:
+        data = apply_overlay(data, _read_toml(Path(overlay), "overlay"), str(overlay))
     return parse_config(data)

@@ -10,7 +10,7 @@ import pkgutil
 
 from unlearnkit.methods.base import METHODS, Budget, Method, UnlearnTask, get_method, register
 
-_HELPERS = {"base", "loops", "layers", "losses"}
+_HELPERS = {"base", "loops", "layers", "losses", "space"}
 _FIRST = ("retrain", "finetune", "gradient_ascent")  # the exact reference, then the two classic baselines
 
 for _name in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__))):

@@ -24,6 +24,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import classifier, fresh_module, weight_layers
 from unlearnkit.methods.loops import descend, seeds
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import batches
 
 SCORES = ("ratio", "difference")
@@ -68,6 +69,13 @@ class ActivationPrune(Method):
     summary = "reset the units most activated by the forget set relative to the retain set, then repair"
     reference = ("selective pruning, after Pochinkov & Schoots, 2024, 'Dissecting language models: machine "
                  "unlearning via selective pruning' (arXiv:2403.01267)")
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "fraction": Float(0.05, 0.5),
+        "epochs": Int(1, 6),
+        "lr_scale": Float(0.1, 3.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

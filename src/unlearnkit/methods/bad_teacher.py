@@ -25,6 +25,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.losses import kl_to_teacher
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.models.registry import fresh_copy
 from unlearnkit.train import check_finite, make_optimizer
 
@@ -34,6 +35,14 @@ class BadTeacher(Method):
     name = "bad-teacher"
     summary = "distil from the original on retain samples and from a random network on forget samples"
     reference = "Chundawat et al., AAAI 2023, 'Can Bad Teaching Induce Forgetting?' (Bad-T / blindspot)"
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epochs": Int(1, 3),
+        "lr_scale": Float(0.01, 0.5, log=True),
+        "temperature": Float(1.0, 4.0),
+        "retain_fraction": Float(0.1, 1.0),
+    }
 
     @dataclass(frozen=True)
     class Config:

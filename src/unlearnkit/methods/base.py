@@ -24,6 +24,7 @@ from torch import nn
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.data.select import ForgetSplit
 from unlearnkit.errors import ConfigError
+from unlearnkit.methods.space import Space
 from unlearnkit.train import TrainConfig
 
 
@@ -119,6 +120,9 @@ class Method(ABC):
     # --record-updates". Such methods read training-time files beside ``task.checkpoint``; unlearn() refuses
     # them without a checkpoint path, and they have their own test modules instead of the conformance suite.
     requires: ClassVar[str | None] = None
+    # Hyperparameter name -> range for `unlearn tune` (unlearnkit.methods.space: Float, Int, Choice); declared
+    # next to each Config. Empty: nothing to tune (retrain).
+    search_space: ClassVar[dict[str, Space]] = {}
 
     @dataclass(frozen=True)
     class Config:

@@ -27,6 +27,7 @@ from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import batches
 
 
@@ -62,6 +63,13 @@ class BoundaryShrink(Method):
     summary = "relabel forget samples to their FGSM nearest wrong class and fine-tune on them (no retain data)"
     reference = "Chen et al., CVPR 2023 (Boundary Unlearning: Boundary Shrink)"
     needs_retain = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epsilon": Float(0.05, 1.0, log=True),
+        "epochs": Int(1, 10),
+        "lr_scale": Float(0.001, 0.1, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -32,6 +32,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import conv_layers
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule
 
 
@@ -60,6 +61,13 @@ class ConvNoise(Method):
                  "port in Cadet et al., 2024)")
     needs_forget = False
     needs_conv = True
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "noise": Float(0.25, 2.5),
+        "epochs": Int(1, 5),
+        "lr_scale": Float(0.1, 1.5, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

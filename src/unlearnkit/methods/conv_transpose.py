@@ -27,6 +27,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import conv_layers
 from unlearnkit.methods.loops import descend
+from unlearnkit.methods.space import Float, Int
 
 
 def transpose_kernels(model: nn.Module, method: str = "conv-transpose") -> list[str]:
@@ -49,6 +50,12 @@ class ConvTranspose(Method):
                  "found it strongest across datasets")
     needs_forget = False
     needs_conv = True
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epochs": Int(1, 5),
+        "lr_scale": Float(0.05, 1.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -18,6 +18,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import reset_module, top_block
 from unlearnkit.methods.loops import seeds, train_only
+from unlearnkit.methods.space import Float, Int
 
 
 @register
@@ -26,6 +27,13 @@ class EUk(Method):
     summary = "EU-k: re-initialise the top k linear/conv layers and train only them on the retain set"
     reference = "Goel et al., 2022, Towards Adversarial Evaluation of Inexact Machine Unlearning (EU-k)"
     needs_forget = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "k": Int(1, 3),
+        "epochs": Int(1, 6),
+        "lr_scale": Float(0.1, 2.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

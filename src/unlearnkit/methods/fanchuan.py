@@ -35,6 +35,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import cycle
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule
 
 
@@ -56,6 +57,14 @@ class Fanchuan(Method):
     summary = "pull forget predictions to uniform, then rounds of forget-vs-retain contrast plus a retain CE epoch"
     reference = ("'Fanchuan', 2nd place, NeurIPS 2023 Machine Unlearning Challenge (Triantafillou et al., 2024; "
                  "port in Cadet et al., 2024)")
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epochs": Int(1, 4),
+        "temperature": Float(0.5, 2.0),
+        "forget_lr_scale": Float(0.005, 0.1, log=True),
+        "retain_lr_scale": Float(0.05, 1.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

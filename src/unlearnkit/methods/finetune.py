@@ -9,6 +9,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
+from unlearnkit.methods.space import Float, Int
 
 
 @register
@@ -17,6 +18,12 @@ class Finetune(Method):
     summary = "fine-tune on the retain set only (catastrophic forgetting of the forget set)"
     reference = "Warnecke et al., NDSS 2023; the FT baseline of Jia et al., NeurIPS 2023 (Unlearn-Sparse)"
     needs_forget = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epochs": Int(1, 6),
+        "lr_scale": Float(0.05, 2.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -34,6 +34,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import classifier
 from unlearnkit.methods.loops import descend
+from unlearnkit.methods.space import Float, Int
 
 MAX_VARIANCE = 1e3  # the authors' clamp on 1 / Fisher: weights the retain set never uses get finite noise
 MAX_HEAD_VARIANCE = 1e2  # ... and the tighter clamp on the classifier
@@ -45,6 +46,12 @@ class FisherForgetting(Method):
     name = "fisher"
     summary = "add Gaussian noise shaped by the inverse retain-set Fisher: scramble weights the retain set does not use"
     reference = "Golatkar et al., CVPR 2020, 'Eternal Sunshine of the Spotless Net' (Fisher forgetting)"
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "alpha": Float(1e-9, 1e-5, log=True),
+        "repair_epochs": Int(0, 2),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -38,6 +38,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import reinitialise, weight_layers
 from unlearnkit.methods.loops import cycle
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import check_finite, make_optimizer, make_schedule
 
 
@@ -47,6 +48,14 @@ class ForgetFree(Method):
     summary = "re-initialise random layers, then copy the original's logits on noised retain inputs; repeat"
     reference = "Ahn, Lee, Bae, Yim, Jung: the forget set-free solution, NeurIPS 2023 Machine Unlearning Challenge"
     needs_forget = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "cycles": Int(2, 4),
+        "epochs": Int(2, 8),
+        "lr_scale": Float(0.1, 1.0, log=True),
+        "noise_std": Float(0.01, 0.5, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

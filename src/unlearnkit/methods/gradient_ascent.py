@@ -20,6 +20,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import cycle
+from unlearnkit.methods.space import Float
 from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer
 
 
@@ -28,6 +29,13 @@ class GradientAscent(Method):
     name = "gradient-ascent"
     summary = "ascend the forget loss (G' = -G), clipped, with an early stop at the retrained accuracy level"
     reference = "Thudi et al., EuroS&P 2022 (unrolling SGD); Graves et al., AAAI 2021; NegGrad in Kurmanji et al. 2023"
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "lr_scale": Float(0.01, 1.0, log=True),
+        "retain_weight": Float(0.0, 1.0),
+        "clip_grad": Float(0.1, 10.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

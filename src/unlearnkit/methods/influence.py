@@ -31,6 +31,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.fisher import LinearFactors, PerSampleGrads
 from unlearnkit.methods.loops import descend
+from unlearnkit.methods.space import Choice, Float
 from unlearnkit.train import check_finite
 
 HESSIANS = ("auto", "woodbury", "diagonal")
@@ -43,6 +44,13 @@ class Influence(Method):
     summary = "one-shot Newton step theta + (1/n) H^-1 sum_forget grad L, H = damped empirical Fisher (WoodFisher)"
     reference = ("Izzo et al., AISTATS 2021; Jia et al., NeurIPS 2023 (IU); Singh & Alistarh, NeurIPS 2020 "
                  "(WoodFisher)")
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "scale": Float(0.25, 2.0, log=True),
+        "damping": Float(1e-4, 1.0, log=True),
+        "fisher_samples": Choice((512, 1024, 2048, 4096)),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -21,6 +21,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
+from unlearnkit.methods.space import Float, Int
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
@@ -34,6 +35,13 @@ class L1Sparse(Method):
     summary = "fine-tune on the retain set with an L1 weight penalty whose coefficient decays linearly to 0"
     reference = "Jia et al., NeurIPS 2023 (Model Sparsity Can Simplify Machine Unlearning: l1-sparse)"
     needs_forget = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epochs": Int(1, 6),
+        "lr_scale": Float(0.2, 4.0, log=True),
+        "l1": Float(1e-4, 1e-2, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import cycle
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule, show_progress
 
 
@@ -30,6 +31,13 @@ class NegGradPlus(Method):
     name = "neggrad-plus"
     summary = "minimise alpha*CE(retain) - (1-alpha)*CE(forget) over the retain set, forget batches cycled, clipped"
     reference = "Kurmanji et al., NeurIPS 2023 (NegGrad+, the SCRUB paper's strong baseline)"
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epochs": Int(1, 3),
+        "lr_scale": Float(0.2, 4.0, log=True),
+        "alpha": Float(0.8, 0.999),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -23,6 +23,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import classifier, reset_module, weight_layers
 from unlearnkit.methods.loops import descend, seeds, train_only
+from unlearnkit.methods.space import Float, Int
 
 
 def add_noise(layer: nn.Module, std: float, generator: torch.Generator) -> None:
@@ -40,6 +41,14 @@ class NoiseReinit(Method):
     summary = "reset the classifier, add noise to random layers while retraining them on retain, then fine-tune"
     reference = "NeurIPS 2023 Machine Unlearning Challenge, noise-injection solution (Triantafillou et al., 2024)"
     needs_forget = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "noise_layers": Float(0.1, 1.0),
+        "noise_std": Float(0.1, 2.0, log=True),
+        "epochs": Int(1, 3),
+        "lr_scale": Float(0.1, 2.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

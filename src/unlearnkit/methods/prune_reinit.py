@@ -23,6 +23,7 @@ from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import fresh_module, weight_layers
 from unlearnkit.methods.loops import by_position, descend, outputs_on, seeds
 from unlearnkit.methods.losses import entropy
+from unlearnkit.methods.space import Float, Int
 
 
 def magnitude_masks(layers: list[nn.Module], fraction: float) -> list[torch.Tensor]:
@@ -45,6 +46,13 @@ class PruneReinit(Method):
     summary = "re-initialise the 99% smallest-magnitude weights, then retrain on retain with entropy matching"
     reference = "NeurIPS 2023 Machine Unlearning Challenge, 4th place (Triantafillou et al., 2024, arXiv:2406.09073)"
     needs_forget = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "prune_fraction": Float(0.5, 0.999),
+        "epochs": Int(1, 8),
+        "lr_scale": Float(0.1, 2.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -22,6 +22,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.losses import random_wrong_labels
+from unlearnkit.methods.space import Float, Int
 
 
 def relabelled_mix(task: UnlearnTask, stream: int = 0) -> IndexedDataset:
@@ -39,6 +40,12 @@ class RandomLabel(Method):
     name = "random-label"
     summary = "fine-tune on forget samples relabelled to random wrong classes, mixed with the retain set"
     reference = "Golatkar et al., CVPR 2020; Graves et al., AAAI 2021 (amnesiac relabelling)"
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epochs": Int(1, 4),
+        "lr_scale": Float(0.01, 0.5, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -25,6 +25,7 @@ from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import classifier, reset_module, weight_layers
 from unlearnkit.methods.loops import by_position, descend, outputs_on, seeds
 from unlearnkit.methods.losses import kl_to_teacher
+from unlearnkit.methods.space import Float, Int
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -43,6 +44,15 @@ class ResetLayers(Method):
     summary = "reset the first conv layer and the classifier, distil from the original on retain, then fine-tune"
     reference = "NeurIPS 2023 Machine Unlearning Challenge, resetting-layers solution (Triantafillou et al., 2024)"
     needs_forget = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "distill_epochs": Int(1, 3),
+        "epochs": Int(1, 3),
+        "lr_scale": Float(0.1, 2.0, log=True),
+        "temperature": Float(1.0, 8.0),
+        "kl_weight": Float(0.1, 1.0),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.random_label import relabelled_mix
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule, show_progress
 
 
@@ -59,6 +60,13 @@ class SalUn(Method):
     name = "salun"
     summary = "random-label fine-tuning that updates only the weights most salient to the forget loss"
     reference = "Fan et al., ICLR 2024 (SalUn: gradient-based weight saliency)"
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "mask_fraction": Float(0.1, 0.9),
+        "epochs": Int(1, 4),
+        "lr_scale": Float(0.01, 0.5, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

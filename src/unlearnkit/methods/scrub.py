@@ -25,6 +25,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.losses import kl_to_teacher
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import batches, check_finite, make_optimizer
 
 
@@ -33,6 +34,15 @@ class Scrub(Method):
     name = "scrub"
     summary = "student-teacher: max KL to the original on forget batches, min KL + CE on retain batches"
     reference = "Kurmanji et al., NeurIPS 2023, 'Towards Unbounded Machine Unlearning' (SCRUB)"
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "epochs": Int(2, 4),
+        "max_epochs": Int(1, 2),
+        "lr_scale": Float(0.05, 1.0, log=True),
+        "alpha": Float(1e-4, 0.1, log=True),
+        "temperature": Float(1.0, 8.0),
+    }
 
     @dataclass(frozen=True)
     class Config:

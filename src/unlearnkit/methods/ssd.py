@@ -22,6 +22,7 @@ from torch import nn
 
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.space import Float
 from unlearnkit.train import check_finite
 
 
@@ -31,6 +32,12 @@ class SelectiveSynapticDampening(Method):
     summary = "one-shot: dampen weights far more important (Fisher) to the forget set than to all training data"
     reference = ("Foster et al., AAAI 2024, 'Fast Machine Unlearning Without Retraining Through Selective Synaptic "
                  "Dampening' (SSD)")
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "alpha": Float(1.0, 100.0, log=True),
+        "dampening": Float(0.1, 1.0),
+    }
 
     @dataclass(frozen=True)
     class Config:

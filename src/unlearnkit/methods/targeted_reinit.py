@@ -33,6 +33,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import conv_layers
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import batches, check_finite, make_optimizer
 
 
@@ -49,6 +50,13 @@ class TargetedReinit(Method):
     reference = ("Kookmin University solution, NeurIPS 2023 Machine Unlearning Challenge (Triantafillou et al., "
                  "2024; port in Cadet et al., 2024)")
     needs_conv = True
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "fraction": Float(0.2, 0.95),
+        "epochs": Int(1, 5),
+        "lr_scale": Float(0.1, 2.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -18,6 +18,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import top_block
 from unlearnkit.methods.loops import train_only
+from unlearnkit.methods.space import Float, Int
 
 
 @register
@@ -26,6 +27,13 @@ class TopLayers(Method):
     summary = "CF-k: freeze all but the top k linear/conv layers and fine-tune those on the retain set"
     reference = "Goel et al., 2022, Towards Adversarial Evaluation of Inexact Machine Unlearning (CF-k)"
     needs_forget = False
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "k": Int(1, 3),
+        "epochs": Int(1, 8),
+        "lr_scale": Float(0.5, 8.0, log=True),
+    }
 
     @dataclass(frozen=True)
     class Config:

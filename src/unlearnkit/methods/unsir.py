@@ -28,6 +28,7 @@ from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.train import check_finite
 
 
@@ -61,6 +62,14 @@ class UNSIR(Method):
     name = "unsir"
     summary = "learn error-maximising noise for the forget classes, impair on noise + retain, repair on retain"
     reference = "Tarun et al., IEEE TNNLS 2023 (Fast Yet Effective Machine Unlearning: UNSIR)"
+
+    # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
+    search_space = {
+        "noise_steps": Int(10, 80),
+        "impair_lr_scale": Float(0.5, 6.0, log=True),
+        "repair_lr_scale": Float(0.1, 2.0, log=True),
+        "repair_epochs": Int(1, 3),
+    }
 
     @dataclass(frozen=True)
     class Config:

@@ -1,0 +1,170 @@
+"""Tests for ``unlearn tune``: search spaces, the Optuna study, the objective, the overlay bench accepts.
+
+Run: .venv/bin/python -m pytest tests/test_tune.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from tests.test_cli import fails
+from unlearnkit.bench.config import load_config, parse_config
+from unlearnkit.bench.tune import search_space, tune
+from unlearnkit.cli import app
+from unlearnkit.data import load_dataset, select
+from unlearnkit.errors import ConfigError
+from unlearnkit.evaluate import evaluate
+from unlearnkit.methods import METHODS
+from unlearnkit.methods.space import Choice, Float, Int
+from unlearnkit.models import load_checkpoint
+from unlearnkit.unlearn import unlearn
+
+TINY = {
+    "bench": {"name": "tiny", "seeds": [0, 1]},
+    "datasets": [{"name": "digits", "model": "mlp", "train_size": 300, "recipe": {"epochs": 3},
+                  "forget": ["class:3", "random:0.1"]}],
+    "methods": {"finetune": {}},
+}
+TUNABLE = sorted(n for n, c in METHODS.items() if n != "retrain" and c.requires is None and not c.exact)
+
+
+@pytest.mark.parametrize("name", TUNABLE)
+def test_every_method_declares_a_valid_search_space(name):
+    cls = METHODS[name]
+    assert cls.search_space, f"{name} declares no search_space next to its Config"
+    defaults = cls.params()
+    for param, space in cls.search_space.items():
+        assert param in defaults, f"{name}.search_space names {param!r}, which is not a Config field"
+        assert space.contains(defaults[param]), f"{name}: default {param}={defaults[param]} lies outside {space}"
+        for end in space.ends:  # both ends (every choice) are valid configs on their own
+            cls(**{param: end})
+
+
+def test_space_types_refuse_empty_ranges():
+    for bad in (lambda: Float(1.0, 1.0), lambda: Float(0.0, 1.0, log=True), lambda: Int(3, 2), lambda: Choice((1,))):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def test_config_entry_fixes_or_narrows_the_space():
+    data = json.loads(json.dumps(TINY))
+    data["methods"]["gradient-ascent"] = {"clip_grad": 2.0, "lr_scale": [0.05, 0.1], "retain_weight": [0.5]}
+    space, fixed = search_space(parse_config(data), "gradient-ascent")
+    assert fixed == {"clip_grad": 2.0, "retain_weight": 0.5}
+    assert space == {"lr_scale": Choice((0.05, 0.1))}
+
+
+def test_tune_runs_defaults_first_writes_an_overlay_bench_accepts_and_resumes(tmp_path):
+    config = parse_config(TINY)
+    result = tune(config, "finetune", 4, tmp_path / "t", progress=False)
+    assert result.tuning_seed == 1001 and result.trials == 4 and result.failed == 0
+    assert result.best_value <= result.default_value  # the defaults are trial 0, so tuning never does worse
+
+    study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=f"sqlite:///{tmp_path / 't' / 'tune.db'}")
+    first = study.trials[0]
+    assert first.params == {"epochs": 2, "lr_scale": 0.4} and first.user_attrs["defaults"]
+    assert first.value == pytest.approx(result.default_value)
+
+    overlay = tomllib.loads(result.overlay_path.read_text())
+    assert overlay == {"methods": {"finetune": result.best_params}}
+    (tmp_path / "config.toml").write_text(
+        '[bench]\nname = "tiny"\nseeds = [0, 1]\n[[datasets]]\nname = "digits"\nmodel = "mlp"\ntrain_size = 300\n'
+        'recipe = { epochs = 3 }\nforget = ["class:3", "random:0.1"]\n[methods]\nfinetune = {}\n')
+    tuned = load_config(tmp_path / "config.toml", [result.overlay_path])
+    assert tuned.methods["finetune"] == (result.best_params,)
+
+    again = tune(config, "finetune", 2, tmp_path / "t", progress=False)  # the study in tune.db continues
+    assert again.trials == 6 and again.best_value <= result.best_value
+
+
+def test_objective_is_the_gap_to_retraining_on_the_tuning_split(tmp_path):
+    """Recompute the best trial's objective independently: the same seed's forget sets, a retrained reference,
+    the method with the best parameters, evaluate's gap.average averaged over the splits."""
+    config = parse_config(TINY)
+    result = tune(config, "finetune", 3, tmp_path, progress=False)
+    seed = result.tuning_seed
+    bundle = load_dataset("digits", train_size=300)
+    original = load_checkpoint(next((tmp_path / "models").glob("original-*.json")).with_suffix("")).model
+    from unlearnkit.train import TrainConfig, default_recipe
+
+    recipe: TrainConfig = default_recipe("digits", "mlp").with_(seed=0, epochs=3)
+    gaps = []
+    for spec in ("class:3", "random:0.1"):
+        split = select(bundle.train, spec, seed=seed)
+        reference = unlearn(original, split, "retrain", train_config=recipe, seed=seed, progress=False).model
+        ref_report = evaluate(reference, split, bundle.test, seed=seed)
+        model = unlearn(original, split, "finetune", train_config=recipe, seed=seed, holdout=bundle.test,
+                        progress=False, **result.best_params).model
+        gaps.append(evaluate(model, split, bundle.test, ref_report, seed=seed)["gap.average"])
+    assert sum(gaps) / len(gaps) == pytest.approx(result.best_value, abs=1e-9)
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["methods"]["gradient-ascent"] = {"lr_scale": [0.1, 1e6]}  # a huge step diverges: that trial fails
+    data["datasets"][0]["forget"] = ["class:3"]
+    result = tune(parse_config(data), "gradient-ascent", 5, tmp_path, progress=False)
+    assert result.trials + result.failed == 5
+    assert result.best_params["lr_scale"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"method": "retrain"}, "retrain is the reference"),
+        ({"tuning_seed": 1}, r"tuning seed 1 is one of the config's reported seeds \[0, 1\]"),
+        ({"trials": 0}, "--trials must be at least 1"),
+        ({"method": "nope"}, "unknown method 'nope'"),
+    ],
+)
+def test_tune_errors(tmp_path, kwargs, message):
+    args = {"method": "finetune", "trials": 1, **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        tune(parse_config(TINY), args.pop("method"), args.pop("trials"), tmp_path, progress=False, **args)
+
+
+def test_config_fixing_every_parameter_is_refused(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["methods"]["finetune"] = {"epochs": 1, "lr_scale": 0.3}
+    with pytest.raises(ConfigError, match="fixes every searched parameter of 'finetune'"):
+        tune(parse_config(data), "finetune", 1, tmp_path, progress=False)
+
+
+def test_overlay_errors(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[[datasets]]\nname = "digits"\nforget = ["class:3"]\n')
+    bad_section = tmp_path / "o1.toml"
+    bad_section.write_text("[bench]\nseeds = [3]\n")
+    with pytest.raises(ConfigError, match=r"overlay .*o1.toml has section\(s\) \['bench'\]"):
+        load_config(config, [bad_section])
+    bad_param = tmp_path / "o2.toml"
+    bad_param.write_text("[methods]\nfinetune = { epochz = 2 }\n")
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['epochz'\]"):
+        load_config(config, [bad_param])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(config, [tmp_path / "missing.toml"])
+
+
+def test_cli_tune_then_bench_with_the_overlay(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('[bench]\nname = "c"\nseeds = [0]\n[[datasets]]\nname = "digits"\nmodel = "mlp"\n'
+                      'train_size = 300\nrecipe = { epochs = 3 }\nforget = ["class:3"]\n[methods]\nfinetune = {}\n')
+    cli = CliRunner()
+    res = cli.invoke(app, ["tune", "--method", "finetune", "--config", str(config), "--trials", "2",
+                           "--out", str(tmp_path / "t"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["trials"] == 2 and out["objective"] == "gap.average" and out["tuning_seed"] == 1000
+    res = cli.invoke(app, ["bench", str(config), "--out", str(tmp_path / "b"), "--overlay", out["overlay"], "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["summary"]
+    assert any(r["method"] == "finetune" and json.dumps(out["best_params"], sort_keys=True, separators=(",", ":"))
+               in r["label"] for r in rows)
+    error = fails(capsys, "tune", "--method", "finetune", "--config", str(config), "--seed", "0",
+                  "--out", str(tmp_path / "t2"))
+    assert "tuning seed 0 is one of the config's reported seeds [0]; pick another --seed" in error
