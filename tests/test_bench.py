@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import unlearnkit.bench.runner as runner
 from unlearnkit.bench.config import load_config, parse_config
 from unlearnkit.bench.runner import plan, run_bench
+from unlearnkit.bench.store import ResultStore, default_url
 from unlearnkit.cli import app
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS
@@ -172,11 +173,29 @@ def test_report_writes_ranked_tables_and_a_self_contained_html(tmp_path):
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| rank | method | seeds | gap.average")
     assert table[1].startswith("| ref | retrain | 1 | 0.0000 ± 0.0000")
-    gaps = [float(line.split("|")[4].split("±")[0]) for line in table[2:5]]
+    gaps = [float(line.split("|")[4].split("±")[0].strip(" *")) for line in table[2:5]]
     assert gaps == sorted(gaps)  # ranked by gap.average, lower first
+    bold = [line.split("|")[4].strip().startswith("**") for line in table[2:5]]
+    assert bold == [g == gaps[0] for g in gaps]  # the best gap (and any tie) is bold
     page = html_path.read_text()
     assert page.count("data:image/png;base64,") == 4 and "<table>" in page and "src=\"report-" not in page
     assert len(list(tmp_path.glob("report-*.png"))) == 4
+
+
+def test_best_per_column_follows_each_metric_direction():
+    from unlearnkit.bench.report import best_per_column
+
+    def entry(method, **stats):
+        return {"method": method, "stats": {k: (v, 0.0) for k, v in stats.items()}}
+
+    entries = [entry("retrain", forget_accuracy=0.20, retain_accuracy=0.99),
+               entry("a", **{"gap.average": 0.05, "forget_accuracy": 0.50, "retain_accuracy": 0.90, "speedup": 30.0}),
+               entry("b", **{"gap.average": 0.02, "forget_accuracy": 0.15, "retain_accuracy": 0.95, "speedup": 8.0}),
+               entry("c", **{"gap.average": 0.02, "forget_accuracy": 0.26, "retain_accuracy": 0.97, "speedup": 2.0})]
+    best = best_per_column(entries, ("gap.average", "forget_accuracy", "retain_accuracy", "speedup"))
+    # lower gap wins (a tie marks both); forget accuracy has no direction: closest to retrain's 0.20 (b, 0.05 off);
+    # higher retain accuracy and speedup win; the reference itself is never marked
+    assert best == {"gap.average": {2, 3}, "forget_accuracy": {2}, "retain_accuracy": {3}, "speedup": {1}}
 
 
 def test_unknown_executor(tmp_path):
@@ -185,19 +204,39 @@ def test_unknown_executor(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_executor_gives_the_local_numbers(tmp_path):
-    """The same grid on a local Ray with 2 CPUs (one task per split) stores exactly the local executor's
-    metrics: each split's cells run in the same order from the same saved original."""
+def test_shipped_smoke_config_end_to_end_resume_and_ray(tmp_path, capsys, monkeypatch):
+    """The issue's "done means" on benchmarks/digits-smoke.toml, through the console command: bench then report;
+    a second run with --resume trains nothing; the same grid on a local Ray with 2 CPUs (one task per split)
+    stores exactly the local executor's numbers, the NeurIPS metric's included."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'unlearnkit[ray]')")
-    config = parse_config(TINY)
-    local = _reports(run_bench(config, tmp_path / "local", device="cpu", progress=False).store)
+    from tests.test_cli import run_main
+
+    out = tmp_path / "local"
+    code, stdout, err = run_main(capsys, "bench", "benchmarks/digits-smoke.toml", "--out", str(out), "--json")
+    assert code in (0, None), err
+    assert json.loads(stdout)["ran"] == 20
+    code, _, err = run_main(capsys, "report", str(out))
+    assert code in (0, None) and (out / "report.html").is_file() and (out / "report-0-epsilons.png").is_file(), err
+
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("a resumed finished bench must not train")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(runner, "unlearn", no_training)
+        mp.setattr(runner, "train_model", no_training)
+        code, stdout, err = run_main(capsys, "bench", "benchmarks/digits-smoke.toml", "--out", str(out),
+                                     "--resume", "--json")
+    assert code in (0, None), err
+    assert (json.loads(stdout)["ran"], json.loads(stdout)["skipped"]) == (0, 20)
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        remote = run_bench(config, tmp_path / "ray", executor="ray", device="cpu", progress=False)
+        remote = run_bench(load_config("benchmarks/digits-smoke.toml"), tmp_path / "ray", executor="ray",
+                           progress=False)
     finally:
         ray.shutdown()
-    assert (remote.ran, remote.skipped) == (16, 0)
-    assert _reports(remote.store) == local
+    assert (remote.ran, remote.skipped) == (20, 0)
+    assert _reports(remote.store) == _reports(ResultStore(default_url(out)))
 
 
 def test_methods_needing_training_files_are_refused():
@@ -205,3 +244,62 @@ def test_methods_needing_training_files_are_refused():
     assert needing
     with pytest.raises(ConfigError, match=rf"\[methods\] {needing[0]} needs .*drop it from the config"):
         parse_config(with_(**{f"methods__{needing[0]}": {}}))
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        (["nope"], r"unknown metric 'nope'; optional metrics: neurips"),
+        ({"neurips": {"models": 1}}, r"metrics.neurips.models must be an integer >= 2"),
+        ({"neurips": {"modles": 4}}, r"metrics.neurips: options must be a table with keys among models, calibration"),
+        ("neurips", "metrics must be a list of names or a table"),
+    ],
+)
+def test_metric_errors(metrics, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(with_(bench__metrics=metrics))
+
+
+def test_unknown_bench_key():
+    with pytest.raises(ConfigError, match=r"\[bench\]: unknown key\(s\) \['seed'\]"):
+        parse_config(with_(bench__seed=3))
+
+
+def test_plain_cell_keys_do_not_change_when_metrics_exist():
+    from unlearnkit.bench.store import cell_key
+
+    plain, with_metric = plan(parse_config(TINY)), plan(parse_config(with_(bench__metrics=["neurips"])))
+    first = plain[0]
+    assert first.key == cell_key(first.dataset.key, first.forget, first.method, first.params, first.seed)
+    assert with_metric[0].metrics == {"neurips": {"models": 8, "calibration": False}}
+    assert with_metric[0].key != first.key  # asking for the metric later reruns the cells
+
+
+def test_neurips_metric_in_bench_and_report(tmp_path):
+    """metric `neurips` stores F, the score and one epsilon per forget example for every cell; the numbers are
+    those of `unlearn neurips` on the same split (same original, recipe and seeds), and the report shows them."""
+    from unlearnkit.bench.neurips import neurips_evaluation
+    from unlearnkit.bench.report import write_report
+    from unlearnkit.data import load_dataset, select
+    from unlearnkit.models import load_checkpoint
+    from unlearnkit.train import TrainConfig
+
+    data = with_(bench__metrics={"neurips": {"models": 2}}, bench__seeds=[0], datasets__forget=["class:3"],
+                 methods={"finetune": {"epochs": 1}})
+    run_bench(parse_config(data), tmp_path, progress=False)
+    rows = ResultStore(default_url(tmp_path)).rows()
+    assert sorted(r["method"] for r in rows) == ["finetune", "retrain"]
+    cell = next(r for r in rows if r["method"] == "finetune")["report"]["neurips"]
+    bundle = load_dataset("digits", train_size=300)
+    split = select(bundle.train, "class:3", seed=0)
+    assert len(cell["epsilons"]) == len(split.forget) and cell["models"] == 2
+    ckpt = load_checkpoint(next((tmp_path / "models").glob("original-*.json")).with_suffix(""))
+    direct = neurips_evaluation(ckpt.model, bundle.train, split, bundle.test, "finetune",
+                                train_config=TrainConfig.from_dict(ckpt.train_config), model_name="mlp",
+                                n_models=2, params={"epochs": 1}, calibration=False, progress=False)
+    assert cell["forget_quality"] == pytest.approx(direct.forget_quality, abs=1e-6)
+    assert cell["neurips_score"] == pytest.approx(direct.neurips_score, abs=1e-6)
+    md, _ = write_report(tmp_path)
+    text = md.read_text()
+    assert "neurips.forget_quality" in text and "neurips.score" in text
+    assert (tmp_path / "report-0-epsilons.png").stat().st_size > 1000

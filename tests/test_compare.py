@@ -75,3 +75,16 @@ def test_fashion_mnist_compare_default_memorises():
     trained = train_model(bundle, "cnn", default_recipe("fashion-mnist", "cnn").with_(epochs=epochs), progress=False)
     train_acc, test_acc = accuracy_on(trained.model, bundle.train), accuracy_on(trained.model, bundle.test)
     assert train_acc >= test_acc + 0.05, (train_acc, test_acc)
+
+
+def test_all_leaves_out_methods_that_need_training_files_and_naming_one_is_refused():
+    from unlearnkit.bench.compare import resolve_methods
+    from unlearnkit.errors import ConfigError
+    from unlearnkit.methods import METHODS
+
+    needing = sorted(n for n, c in METHODS.items() if c.requires)
+    names = resolve_methods("all")
+    assert names[0] == "retrain" and not set(needing) & set(names)
+    assert len(names) == len(METHODS) - len(needing)
+    with pytest.raises(ConfigError, match=rf"{needing[0]} needs .*use `unlearn forget --method {needing[0]}`"):
+        resolve_methods(f"finetune,{needing[0]}")

@@ -494,7 +494,7 @@ def bench(
     config = load_config(config_path, overlay)
     result = run_bench(config, out, db=db, resume=resume, executor=executor, ray_address=ray_address, device=device,
                        progress=progress, on_step=None if as_json else _status)
-    rows = [{"scenario": dataset, "forget": forget, **entry}
+    rows = [{"scenario": dataset, "forget": forget, **{k: v for k, v in entry.items() if k != "epsilons"}}
             for (dataset, forget), entries in aggregate(result.store.rows()).items() for entry in entries]
     if as_json:
         return _emit_json({"ran": result.ran, "skipped": result.skipped, "summary": rows})

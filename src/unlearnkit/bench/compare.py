@@ -48,8 +48,10 @@ def warm_up_optimizers() -> None:
 
 
 def resolve_methods(methods: str | list[str]) -> list[str]:
-    """``"all"`` or a comma list -> registered names, retrain first (it is the reference)."""
-    names = list(METHODS) if methods == "all" else (
+    """``"all"`` or a comma list -> registered names, retrain first (it is the reference). ``all`` leaves out
+    methods that need training-time files (``requires``: sisa, amnesiac), which compare's fresh original lacks;
+    naming one is refused."""
+    names = [m for m, cls in METHODS.items() if cls.requires is None] if methods == "all" else (
         [m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods)
     )
     unknown = [m for m in names if m not in METHODS]
@@ -57,6 +59,10 @@ def resolve_methods(methods: str | list[str]) -> list[str]:
         raise ConfigError(f"unknown method(s) {unknown}; choose from: {', '.join(METHODS)} or all")
     if not names:
         raise ConfigError("no method given; pass --methods all or a comma list such as finetune,gradient-ascent")
+    needing = [m for m in names if METHODS[m].requires]
+    if needing:
+        raise ConfigError(f"{needing[0]} needs {METHODS[needing[0]].requires}, which compare's freshly trained "
+                          f"original lacks; use `unlearn forget --method {needing[0]}` on such a checkpoint")
     return ["retrain"] + [m for m in names if m != "retrain"]
 
 

@@ -3,6 +3,7 @@
     [bench]
     name = "digits-smoke"
     seeds = [0, 1]                       # each seeds the forget split and the methods
+    metrics = { neurips = { models = 8 } }   # optional: the NeurIPS-2023 forgetting quality with N models
 
     [[datasets]]
     name = "digits"                      # a source from `unlearn datasets`
@@ -62,6 +63,7 @@ class BenchConfig:
     datasets: tuple[DatasetEntry, ...]
     methods: dict[str, tuple[dict, ...]]  # method -> parameter variants (the grid expanded), retrain first
     raw_methods: dict[str, dict] = field(default_factory=dict)  # the [methods] tables as written (for tune)
+    metrics: dict[str, dict] = field(default_factory=dict)  # optional metrics and their options: {"neurips": {...}}
 
 
 def _grid(method: str, params: dict) -> tuple[dict, ...]:
@@ -103,12 +105,42 @@ def _dataset(entry: dict, index: int) -> DatasetEntry:
                         train_size=entry.get("train_size"), subjects=entry.get("subjects"), recipe=recipe)
 
 
+# Optional metrics (the standard ones, evaluate()'s, are always computed) -> their options and defaults.
+OPTIONAL_METRICS = {"neurips": {"models": 8, "calibration": False}}
+
+
+def _metrics(value) -> dict[str, dict]:
+    """``metrics = ["neurips"]`` or ``metrics = { neurips = { models = 16 } }`` -> {name: options}."""
+    if isinstance(value, list):
+        value = {name: {} for name in value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"[bench] metrics must be a list of names or a table, got {value!r}; e.g. "
+                          "metrics = { neurips = { models = 8 } }")
+    out = {}
+    for name, options in value.items():
+        if name not in OPTIONAL_METRICS:
+            raise ConfigError(f"[bench] metrics: unknown metric {name!r}; optional metrics: "
+                              f"{', '.join(OPTIONAL_METRICS)} (the standard ones are always computed)")
+        if not isinstance(options, dict) or set(options) - set(OPTIONAL_METRICS[name]):
+            raise ConfigError(f"[bench] metrics.{name}: options must be a table with keys among "
+                              f"{', '.join(OPTIONAL_METRICS[name])}, got {options!r}")
+        out[name] = {**OPTIONAL_METRICS[name], **options}
+    models = out.get("neurips", {}).get("models", 2)
+    if not isinstance(models, int) or isinstance(models, bool) or models < 2:
+        raise ConfigError(f"[bench] metrics.neurips.models must be an integer >= 2 (two populations of N models), "
+                          f"got {models!r}")
+    return out
+
+
 def parse_config(data: dict) -> BenchConfig:
     """Validate a parsed TOML document (see the module docstring) into a :class:`BenchConfig`."""
     unknown = sorted(set(data) - {"bench", "datasets", "methods"})
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; a bench config has [bench], [[datasets]] and [methods]")
     bench = data.get("bench", {})
+    if set(bench) - {"name", "seeds", "metrics"}:
+        raise ConfigError(f"[bench]: unknown key(s) {sorted(set(bench) - {'name', 'seeds', 'metrics'})}; "
+                          "allowed: name, seeds, metrics")
     seeds = bench.get("seeds", [0])
     if not seeds or not all(isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"[bench] seeds must be a non-empty list of distinct integers, got {seeds!r}")
@@ -131,7 +163,8 @@ def parse_config(data: dict) -> BenchConfig:
         grids[method] = _grid(method, params)
     return BenchConfig(name=str(bench.get("name", "bench")), seeds=tuple(seeds),
                        datasets=tuple(_dataset(d, i) for i, d in enumerate(datasets)), methods=grids,
-                       raw_methods={m: dict(p) for m, p in methods.items() if m != "retrain"})
+                       raw_methods={m: dict(p) for m, p in methods.items() if m != "retrain"},
+                       metrics=_metrics(bench.get("metrics", [])))
 
 
 def _read_toml(path: Path, what: str) -> dict:

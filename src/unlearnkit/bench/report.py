@@ -22,6 +22,7 @@ from unlearnkit.errors import ConfigError
 
 COLUMNS = ("gap.average", "forget_accuracy", "retain_accuracy", "test_accuracy", "mia_efficacy", "js_divergence",
            "speedup")
+NEURIPS_COLUMNS = ("neurips.forget_quality", "neurips.score")  # when the bench config asked for metric `neurips`
 
 
 def _value(row: dict, column: str) -> float | None:
@@ -30,7 +31,15 @@ def _value(row: dict, column: str) -> float | None:
         return row["speedup"]
     if column == "gap.average":
         return report.get("gap", {}).get("average")
+    if column.startswith("neurips."):
+        key = {"neurips.forget_quality": "forget_quality", "neurips.score": "neurips_score"}[column]
+        return (report.get("neurips") or {}).get(key)
     return report.get(column)
+
+
+def columns(entries: list[dict]) -> tuple[str, ...]:
+    """The table's columns: the standard ones, plus the NeurIPS ones when some cell computed them."""
+    return COLUMNS + tuple(c for c in NEURIPS_COLUMNS if any(c in e["stats"] for e in entries))
 
 
 def aggregate(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -47,21 +56,52 @@ def aggregate(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
         entries = []
         for (method, params), rs in variants.items():
             stats = {}
-            for col in COLUMNS:
+            for col in COLUMNS + NEURIPS_COLUMNS:
                 values = [v for v in (_value(r, col) for r in rs) if v is not None]
                 if values:
                     stats[col] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
             label = method if params == "{}" else f"{method} {params}"
-            entries.append({"label": label, "method": method, "seeds": len(rs), "stats": stats})
+            epsilons = [e for r in rs for e in ((r["report"].get("neurips") or {}).get("epsilons") or [])]
+            entries.append({"label": label, "method": method, "seeds": len(rs), "stats": stats,
+                            "epsilons": epsilons})
         entries.sort(key=lambda e: (e["method"] != "retrain", e["stats"].get("gap.average", (float("inf"),))[0]))
         out[scenario] = entries
     return out
 
 
+def best_per_column(entries: list[dict], cols: tuple[str, ...]) -> dict[str, set[int]]:
+    """Column -> indices of the best method variants (ties included), by each metric's ``higher_is_better``;
+    for metrics without a direction (forget accuracy, MIA), the mean closest to the retrained reference's."""
+    from unlearnkit.metrics import METRICS
+
+    ref = next((e for e in entries if e["method"] == "retrain"), None)
+    best = {}
+    for col in cols:
+        info = METRICS.get(col)
+        scored = []
+        for i, e in enumerate(entries):
+            if e["method"] == "retrain" or col not in e["stats"]:
+                continue
+            mean = e["stats"][col][0]
+            if info is not None and info.higher_is_better is not None:
+                scored.append((-mean if info.higher_is_better else mean, i))
+            elif ref is not None and col in ref["stats"]:
+                scored.append((abs(mean - ref["stats"][col][0]), i))
+        if scored:
+            top = min(score for score, _ in scored)
+            best[col] = {i for score, i in scored if round(score, 4) == round(top, 4)}
+    return best
+
+
 def _markdown_table(entries: list[dict]) -> str:
-    lines = ["| rank | method | seeds | " + " | ".join(COLUMNS) + " |", "|---:|---|---:|" + "---:|" * len(COLUMNS)]
+    cols = columns(entries)
+    best = best_per_column(entries, cols)
+    lines = ["| rank | method | seeds | " + " | ".join(cols) + " |", "|---:|---|---:|" + "---:|" * len(cols)]
     for rank, e in enumerate(entries):
-        cells = [f"{e['stats'][c][0]:.4f} ± {e['stats'][c][1]:.4f}" if c in e["stats"] else "" for c in COLUMNS]
+        cells = []
+        for c in cols:
+            text = f"{e['stats'][c][0]:.4f} ± {e['stats'][c][1]:.4f}" if c in e["stats"] else ""
+            cells.append(f"**{text}**" if rank in best.get(c, ()) else text)
         lines.append(f"| {rank if e['method'] != 'retrain' else 'ref'} | {e['label']} | {e['seeds']} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -105,6 +145,19 @@ def _plots(title: str, entries: list[dict]) -> list[tuple[str, bytes]]:
     fig.suptitle(f"{title}: mean ± std over seeds", fontsize=10)
     fig.tight_layout()
     pngs.append(("metrics", _png(fig)))
+    with_eps = [e for e in entries if e["epsilons"]]
+    if with_eps:  # the NeurIPS metric ran: where on the 0..50 scale do the per-example epsilons fall?
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        bins = [i * 2.5 for i in range(21)]
+        for e in with_eps:
+            ax.hist(e["epsilons"], bins=bins, histtype="step", linewidth=1.4, label=e["label"],
+                    weights=[1 / len(e["epsilons"])] * len(e["epsilons"]))
+        ax.set_xlabel("per-example epsilon (lower: unlearned and retrained models harder to tell apart)")
+        ax.set_ylabel("share of forget examples")
+        ax.set_title(f"{title}: NeurIPS forgetting quality, per-example epsilons", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        pngs.append(("epsilons", _png(fig)))
     plt.close("all")
     return pngs
 
@@ -125,7 +178,8 @@ def write_report(out: str | Path, *, db: str | None = None) -> tuple[Path, Path]
     if not rows:
         raise ConfigError(f"the result store for {out} holds no finished cell yet; run `unlearn bench` first")
     md = ["# Benchmark report", "", f"{len(rows)} finished cells. Ranked by gap.average to the retrained model "
-          "(lower is closer); `ref` is the retrained reference. Values are mean ± std over seeds.", ""]
+          "(lower is closer); `ref` is the retrained reference. Values are mean ± std over seeds; bold marks the best "
+          "per column by the metric's direction (for forget accuracy and MIA: closest to `ref`).", ""]
     body = [f"<h1>Benchmark report</h1><p>{len(rows)} finished cells; ranked by gap.average to the retrained "
             "model (lower is closer). Values are mean ± std over seeds.</p>"]
     for i, ((dataset, forget), entries) in enumerate(aggregate(rows).items()):

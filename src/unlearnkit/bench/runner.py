@@ -11,8 +11,9 @@ seed) reference once; both are saved as checkpoints under ``OUT/models`` so a re
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,15 +39,19 @@ class Cell:
     seed: int
     method: str
     params: dict
+    metrics: dict = field(default_factory=dict)  # optional metrics, e.g. {"neurips": {"models": 8, ...}}
 
     @property
     def key(self) -> str:
-        return cell_key(self.dataset.key, self.forget, self.method, self.params, self.seed)
+        # optional metrics join the key only when asked for, so adding one reruns the cells and keys of plain
+        # configs stay as they were
+        extra = json.dumps(self.metrics, sort_keys=True) if self.metrics else ""
+        return cell_key(self.dataset.key + extra, self.forget, self.method, self.params, self.seed)
 
 
 def plan(config: BenchConfig) -> list[Cell]:
     """Every cell of the config, in the order they run (retrain first within each split)."""
-    return [Cell(d, forget, seed, method, params)
+    return [Cell(d, forget, seed, method, params, config.metrics)
             for d in config.datasets for forget in d.forget for seed in config.seeds
             for method, variants in config.methods.items() for params in variants]
 
@@ -139,10 +144,13 @@ def _run_cells(cells: list[Cell], out: Path, url: str, bench: str, device, say: 
                                  seed=cell.seed)
             current["reference"], current["retrain_seconds"] = reference, result.seconds
         report = evaluate(result.model, current["split"], current["bundle"].test, current["reference"],
-                          device=device, seed=cell.seed)
+                          device=device, seed=cell.seed).to_json()
+        if "neurips" in cell.metrics:
+            say(f"  neurips: {cell.metrics['neurips']['models']} unlearned vs retrained models")
+            report["neurips"] = _neurips(cell, current, models_dir, device)
         store.add(key=cell.key, bench=bench, dataset=cell.dataset.key, forget=cell.forget,
                   method=cell.method, params=cell.params, seed=cell.seed, seconds=result.seconds,
-                  speedup=current["retrain_seconds"] / max(result.seconds, 1e-9), report=report.to_json(),
+                  speedup=current["retrain_seconds"] / max(result.seconds, 1e-9), report=report,
                   notes=result.notes)
         ran += 1
         if on_cell is not None:
@@ -194,6 +202,25 @@ def _original(entry: DatasetEntry, models_dir: Path, device) -> dict:
     trained = train_model(bundle, entry.model, config, device=device, progress=False)
     save_checkpoint(path, trained.model, trained.meta)
     return {"bundle": bundle, "original": trained.model, "config": config, "meta": trained.meta}
+
+
+NEURIPS_KEYS = ("forget_quality", "neurips_score", "retain_ratio", "test_ratio", "calibration_forget_quality",
+                "u_lira", "epsilons", "models")  # no seconds: the row has them, and reports must be reproducible
+
+
+def _neurips(cell: Cell, current: dict, models_dir: Path, device) -> dict:
+    """The NeurIPS-2023 forgetting quality of this cell's method on its split: N runs of the method (seeds
+    0..N-1) against N retrained models, cached under OUT/models/references and shared by the split's cells."""
+    from unlearnkit.bench.neurips import neurips_evaluation
+
+    options = cell.metrics["neurips"]
+    result = neurips_evaluation(
+        current["original"], current["bundle"].train, current["split"], current["bundle"].test, cell.method,
+        train_config=current["config"], model_name=current["meta"].model_name,
+        model_kwargs=current["meta"].model_kwargs, n_models=options["models"], params=cell.params,
+        calibration=options["calibration"], cache_dir=str(models_dir / "references"), device=device, progress=False,
+    ).to_json()
+    return {k: result[k] for k in NEURIPS_KEYS}
 
 
 def _reference_path(cell: Cell, models_dir: Path) -> Path:

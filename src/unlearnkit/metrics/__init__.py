@@ -126,6 +126,19 @@ _INFOS = (
         description="Mean absolute gap to the retrained model over forget, retain and test accuracy "
         "and MIA efficacy.",
     ),
+    MetricInfo(
+        name="neurips.forget_quality", higher_is_better=True, unit="score", needs_reference=True,
+        description="The NeurIPS-2023 forgetting quality F of N unlearned vs N retrained models (bench metric "
+        "`neurips`); two retrained populations score about 0.15-0.2, the estimator's ceiling.",
+    ),
+    MetricInfo(
+        name="neurips.score", higher_is_better=True, unit="score", needs_reference=True,
+        description="The challenge's final score: F x retain-accuracy ratio x test-accuracy ratio.",
+    ),
+    MetricInfo(
+        name="speedup", higher_is_better=True, unit="x", needs_reference=True,
+        description="Retraining seconds over the method's seconds on the same split.",
+    ),
 )
 METRICS: dict[str, MetricInfo] = {info.name: info for info in _INFOS}
 
