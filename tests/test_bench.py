@@ -15,7 +15,7 @@ from unlearnkit.bench.config import load_config, parse_config
 from unlearnkit.bench.runner import plan, run_bench
 from unlearnkit.bench.store import ResultStore, default_url
 from unlearnkit.cli import app
-from unlearnkit.errors import ConfigError
+from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.methods import METHODS
 
 TINY = {
@@ -76,6 +76,21 @@ def test_shipped_configs_are_valid():
     runnable = [n for n, c in METHODS.items() if c.requires is None]  # the others need training-time files
     assert fashion.seeds == (0, 1, 2) and list(fashion.methods) == runnable  # every method bench can run
     assert [d.forget for d in fashion.datasets][0][:2] == ("random:0.1", "class:7")
+    cifar = load_config("benchmarks/cifar10-resnet18.toml")
+    assert list(cifar.methods) == runnable and cifar.datasets[0].model == "resnet18"
+
+
+def test_data_dir_is_expanded_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_HOME", str(tmp_path / "nowhere"))
+    config = parse_config(with_(datasets__name="cifar10", datasets__model="resnet18",
+                                datasets__data_dir="$CIFAR_HOME"))
+    assert config.datasets[0].data_dir == str(tmp_path / "nowhere")
+    assert config.datasets[0].key == parse_config(with_(datasets__name="cifar10", datasets__model="resnet18")
+                                                  ).datasets[0].key  # where the files are is not the data
+    with pytest.raises(DataError, match=r"\[\[datasets\]\] cifar10: .*does not exist.*data_dir = \"DIR\""):
+        run_bench(config, tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="data_dir must be a path string"):
+        parse_config(with_(datasets__data_dir=3))
 
 
 def test_plan_expands_grids_in_a_fixed_order():

@@ -10,6 +10,7 @@
     model = "mlp"                        # default: the source's default model
     train_size = 600                     # optional: a deterministic subset
     recipe = { epochs = 10 }             # optional TrainConfig overrides of the dataset's recipe
+    data_dir = "$CIFAR10_DIR"            # optional: the source's files ($VARS and ~ expanded)
     forget = ["random:0.1", "class:3"]
 
     [methods]
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -48,6 +50,7 @@ class DatasetEntry:
     train_size: int | None = None
     subjects: int | None = None
     recipe: dict = field(default_factory=dict)
+    data_dir: str | None = None  # where the source's files are (not part of the key: moving them changes nothing)
 
     @property
     def key(self) -> str:
@@ -81,7 +84,7 @@ def _grid(method: str, params: dict) -> tuple[dict, ...]:
 
 def _dataset(entry: dict, index: int) -> DatasetEntry:
     where = f"[[datasets]] #{index + 1}"
-    allowed = {"name", "model", "forget", "train_size", "subjects", "recipe"}
+    allowed = {"name", "model", "forget", "train_size", "subjects", "recipe", "data_dir"}
     unknown = sorted(set(entry) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
@@ -101,8 +104,14 @@ def _dataset(entry: dict, index: int) -> DatasetEntry:
         raise ConfigError(f"{where} ({name}): unknown recipe key(s) {sorted(set(recipe) - known)}; "
                           f"known: {', '.join(sorted(known))}")
     TrainConfig(**recipe)  # validates values
+    data_dir = entry.get("data_dir")
+    if data_dir is not None:
+        if not isinstance(data_dir, str) or not data_dir:
+            raise ConfigError(f"{where} ({name}): data_dir must be a path string, got {data_dir!r}")
+        data_dir = os.path.expanduser(os.path.expandvars(data_dir))  # "$CIFAR10_DIR" or "~/data/cifar10"
     return DatasetEntry(name=name, model=entry.get("model") or SOURCES[name].default_model, forget=tuple(forget),
-                        train_size=entry.get("train_size"), subjects=entry.get("subjects"), recipe=recipe)
+                        train_size=entry.get("train_size"), subjects=entry.get("subjects"), recipe=recipe,
+                        data_dir=data_dir)
 
 
 # Optional metrics (the standard ones, evaluate()'s, are always computed) -> their options and defaults.

@@ -23,7 +23,7 @@ from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.bench.config import BenchConfig, DatasetEntry
 from unlearnkit.bench.store import ResultStore, cell_key, default_url
 from unlearnkit.data import load_dataset, select
-from unlearnkit.errors import ConfigError
+from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.evaluate import evaluate
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import CheckpointMeta
@@ -191,7 +191,11 @@ def _run_on_ray(cells: list[Cell], out: Path, url: str, bench: str, device, addr
 
 
 def _original(entry: DatasetEntry, models_dir: Path, device) -> dict:
-    bundle = load_dataset(entry.name, train_size=entry.train_size, subjects=entry.subjects)
+    try:
+        bundle = load_dataset(entry.name, data_dir=entry.data_dir, train_size=entry.train_size,
+                              subjects=entry.subjects)
+    except DataError as exc:  # the source's hint names --data-dir; in a config it is the data_dir key
+        raise DataError(f"[[datasets]] {entry.name}: {exc} (in a bench config: data_dir = \"DIR\")") from exc
     config = default_recipe(entry.name, entry.model).with_(seed=0, **entry.recipe)
     path = models_dir / f"original-{entry.name}-{entry.model}-{_short(entry.key)}"
     if checkpoint_exists(path):
