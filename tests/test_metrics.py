@@ -83,6 +83,9 @@ def test_metrics_table_has_the_expected_directions_and_references():
         "weight_distance_original": (None, False),
         "relearn_steps": (None, False),
         "gap.average": (False, True),
+        "neurips.forget_quality": (True, True),
+        "neurips.score": (True, True),
+        "speedup": (True, True),
     }
     assert set(METRICS) == set(expected)
     for key, (higher, needs_reference) in expected.items():

@@ -39,7 +39,8 @@ err_console = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Data source (`unlearn datasets`).")]
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="Architecture: mlp, cnn, resnet18 (default: per dataset).")
+    str | None, typer.Option("--model", "-m", help="Architecture: mlp, cnn, resnet18, linear, logistic (default: "
+                             "per dataset).")
 ]
 DataDirOpt = Annotated[
     str | None, typer.Option("--data-dir", help="Directory with the data files (tabular: the CSV/Parquet file).")
@@ -65,7 +66,7 @@ ProgressOpt = Annotated[
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs (default: per dataset).")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Mini-batch size (default: per dataset).")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default: per dataset).")]
-OptimOpt = Annotated[str | None, typer.Option("--optimizer", help="sgd or adam.")]
+OptimOpt = Annotated[str | None, typer.Option("--optimizer", help="sgd, adam, or lbfgs (linear/logistic models).")]
 ScheduleOpt = Annotated[str | None, typer.Option("--schedule", help="cosine or constant.")]
 WdOpt = Annotated[float | None, typer.Option("--weight-decay", help="L2 weight decay.")]
 
@@ -193,14 +194,42 @@ def train(
     attribute: Annotated[list[str], typer.Option("--attribute", help="tabular: attribute column (repeat).")] = [],  # noqa: B006
     device: DeviceOpt = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint at --out.")] = False,
+    perturbation: Annotated[float | None, typer.Option(
+        "--perturbation", help="linear/logistic: std sigma of the random loss term b.w/n that gives certified "
+        "removal its (epsilon, delta) guarantee (default 0: none).")] = None,
+    features_from: Annotated[str | None, typer.Option(
+        "--features-from", help="linear/logistic: train the head on the frozen penultimate features of this "
+        "checkpoint's network (same input shape; ideally trained on other, public data).")] = None,
+    unit_norm: Annotated[bool, typer.Option(
+        "--unit-norm", help="linear/logistic: scale each feature vector to unit L2 norm, as Guo et al. do; makes "
+        "the certified removal bound far tighter.")] = False,
+    record_updates: Annotated[bool, typer.Option(
+        "--record-updates", help="Store each batch's parameter update and ids in OUT.updates/ (for amnesiac).",
+    )] = False,
+    record_dtype: Annotated[str | None, typer.Option(
+        "--record-dtype", help="float32 (default) or float16 (half the storage, rounded updates).")] = None,
+    sisa: Annotated[str | None, typer.Option(
+        "--sisa", help="Train a SISA ensemble: shards=S,slices=R[,aggregate=vote|softmax][,by=ids|subjects]"
+        "[,threads=N]; slice weights go to OUT.sisa/ (forget with --method sisa).")] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="With --sisa: local, or ray (one Ray task per shard).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --executor ray: an existing Ray cluster (default: start a local Ray).")] = None,
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model and save it as a checkpoint (weights + JSON sidecar with data and recipe)."""
-    from unlearnkit.models import save_checkpoint
-    from unlearnkit.runs import refuse_overwrite, train_model
+    from unlearnkit.errors import ConfigError
+    from unlearnkit.runs import refuse_overwrite, save_model, train_model
+    from unlearnkit.sisa import SisaSpec, sisa_dir, sisa_state
     from unlearnkit.train import accuracy_on
+    from unlearnkit.updates import DTYPES, summary_bytes
 
+    if record_dtype is not None and not record_updates:
+        raise ConfigError("--record-dtype applies to recorded updates; add --record-updates or drop --record-dtype")
+    if record_dtype is not None and record_dtype not in DTYPES:
+        raise ConfigError(f"--record-dtype must be one of {', '.join(DTYPES)}, got {record_dtype!r}")
+    sisa_spec = None if sisa is None else SisaSpec.parse(sisa)  # a bad --sisa fails before the data loads
     refuse_overwrite(out, force)
     tabular = {"label": label, "id_column": id_column, "subject_column": subject_column,
                "attribute_columns": attribute} if dataset == "tabular" else {}
@@ -209,15 +238,33 @@ def train(
     config = _recipe(dataset, name, seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                      schedule=schedule, weight_decay=weight_decay)
     if not as_json:
-        _status(f"training {name} on {dataset} ({len(bundle.train)} samples, {config.epochs} epochs)")
-    trained = train_model(bundle, name, config, device=device, progress=progress)
-    _, sidecar = save_checkpoint(out, trained.model, trained.meta)
+        shards = "" if sisa_spec is None else f" as {sisa_spec.shards} SISA shards x {sisa_spec.slices} slices"
+        _status(f"training {name} on {dataset} ({len(bundle.train)} samples, {config.epochs} epochs){shards}")
+    head_kwargs = {**({} if perturbation is None else {"perturbation": perturbation}),
+                   **({"normalize": True} if unit_norm else {})}
+    if (head_kwargs or features_from) and name not in ("linear", "logistic"):
+        raise ConfigError("--perturbation, --unit-norm and --features-from apply to the linear and logistic models; "
+                          "add --model logistic (or linear)")
+    if features_from is not None and (sisa_spec is not None or record_updates):
+        raise ConfigError("--features-from trains one linear head; it does not combine with --sisa or --record-updates")
+    if features_from is not None:
+        trained = _train_head(bundle, name, config, features_from, head_kwargs, device, progress)
+    else:
+        trained = train_model(bundle, name, config, model_kwargs=head_kwargs, device=device, progress=progress,
+                              record_updates=out if record_updates else None, record_dtype=record_dtype or "float32",
+                              sisa=sisa_spec, executor=executor, ray_address=ray_address)
+    sidecar = save_model(out, trained.model, trained.meta)
     summary = {
         "checkpoint": str(sidecar.with_suffix("")), "dataset": dataset, "model": name,
         "train_accuracy": round(accuracy_on(trained.model, bundle.train), 6),
         "test_accuracy": round(accuracy_on(trained.model, bundle.test), 6),
         "seconds": round(trained.seconds, 3), "train_config": config.to_dict(),
     }
+    if trained.updates is not None:
+        summary["updates"] = trained.updates.storage()
+    if sisa_spec is not None:
+        summary["sisa"] = {**sisa_spec.to_dict(), "dir": str(sisa_dir(out)),
+                           "shard_sizes": sisa_state(trained.model).assignment.shard_sizes()}
     if as_json:
         return _emit_json(summary)
     out_console.print(
@@ -225,6 +272,49 @@ def train(
         f"test accuracy {summary['test_accuracy']:.4f}, {summary['seconds']:.1f}s",
         markup=False, soft_wrap=True,
     )
+    if trained.updates is not None:
+        store = summary["updates"]
+        out_console.print(
+            f"recorded {store['batches']} batch updates ({store['dtype']}) in {store['dir']}: "
+            f"{summary_bytes(store['bytes'])}, {store['ratio_to_model']:g}x the model's "
+            f"{summary_bytes(store['model_bytes'])}",
+            markup=False, soft_wrap=True,
+        )
+    if sisa_spec is not None:
+        sizes = summary["sisa"]["shard_sizes"]
+        out_console.print(
+            f"SISA: {sisa_spec.shards} shards ({min(sizes)}-{max(sizes)} samples) x {sisa_spec.slices} slices by "
+            f"{sisa_spec.by}, {sisa_spec.aggregate} aggregate; slice weights in {summary['sisa']['dir']}",
+            markup=False, soft_wrap=True,
+        )
+
+
+def _train_head(bundle, name: str, config, features_from: str, head_kwargs: dict, device, progress):
+    """A linear/logistic model on the frozen features of the network saved at ``features_from`` (the head's
+    checkpoint keeps that network's weights, so it needs nothing else to load, forget or retrain)."""
+    import time
+
+    from unlearnkit.errors import CheckpointError
+    from unlearnkit.models import CheckpointMeta, build_model, load_checkpoint
+    from unlearnkit.runs import TrainedModel, data_meta
+    from unlearnkit.train import fit
+
+    source = load_checkpoint(features_from)
+    if source.spec.input_shape != bundle.spec.input_shape:
+        raise CheckpointError(f"{features_from} reads inputs of shape {source.spec.input_shape}, this data has "
+                              f"{bundle.spec.input_shape}; pass a network trained on inputs of the data's shape")
+    if source.data.get("fingerprint") == bundle.train.fingerprint():
+        err_console.print("warning: the feature network was trained on this very training set; certified removal "
+                          "then covers the head, not the features", markup=False, highlight=False, soft_wrap=True)
+    kwargs = {**head_kwargs, "backbone": source.model_name, "backbone_kwargs": source.model_kwargs}
+    model = build_model(name, bundle.spec, seed=config.seed, **kwargs)
+    model.features.load_network(source.model)
+    start = time.perf_counter()
+    fit(model, bundle.train, config, device=device, progress=progress, description=f"train {name} head")
+    seconds = time.perf_counter() - start
+    meta = CheckpointMeta(name, kwargs, bundle.spec, data_meta(bundle), config.to_dict(),
+                          extra={"train_seconds": round(seconds, 3), "features_from": str(source.path)})
+    return TrainedModel(model, bundle, meta, seconds)
 
 
 @app.command()
@@ -240,6 +330,10 @@ def forget(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint at --out.")] = False,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="Methods that fan out (sisa): local, or ray (one Ray task per shard).")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --executor ray: an existing Ray cluster (default: start a local Ray).")] = None,
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -248,10 +342,13 @@ def forget(
     from unlearnkit.train import accuracy_on
 
     refuse_overwrite(out, force)
+    params = _parse_params(param)
+    # the method's own executor / ray_address parameters; a method without them refuses them by name
+    params.update({k: v for k, v in (("executor", executor), ("ray_address", ray_address)) if v is not None})
     if not as_json:
         _status(f"forgetting {forget_spec} from {checkpoint} with {method}")
     result, split, ckpt, bundle = forget_checkpoint(
-        checkpoint, forget_spec, method, params=_parse_params(param), seed=seed, device=device,
+        checkpoint, forget_spec, method, params=params, seed=seed, device=device,
         data_dir=data_dir, progress=progress,
     )
     sidecar = save_unlearned(out, result, split, ckpt)

@@ -8,7 +8,7 @@ objects, so the CLI stays a thin layer of argument parsing and printing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,8 +20,10 @@ from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.evaluate import Report, evaluate
 from unlearnkit.models import Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import checkpoint_exists, checkpoint_paths
+from unlearnkit.sisa import ENSEMBLE, SisaSpec, save_sisa, sisa_state, train_sisa
 from unlearnkit.train import TrainConfig, default_recipe, fit
 from unlearnkit.unlearn import UnlearnResult, unlearn
+from unlearnkit.updates import UpdateLog, UpdateRecorder, updates_dir
 
 
 def refuse_overwrite(out: str | Path, force: bool) -> None:
@@ -48,6 +50,7 @@ class TrainedModel:
     bundle: DatasetBundle
     meta: CheckpointMeta
     seconds: float
+    updates: UpdateLog | None = None  # the recorded per-batch updates (record_updates=...), else None
 
 
 def train_model(
@@ -58,20 +61,72 @@ def train_model(
     model_kwargs: dict | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    record_updates: str | Path | None = None,
+    record_dtype: str = "float32",
+    sisa: SisaSpec | str | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> TrainedModel:
-    """Train a registered architecture on ``bundle.train`` (default model and recipe per dataset)."""
+    """Train a registered architecture on ``bundle.train`` (default model and recipe per dataset).
+
+    ``record_updates``: the checkpoint path the model will be saved under; every step's parameter update and
+    batch ids are then written beside it (``PATH.updates/``, see :mod:`unlearnkit.updates`), in ``record_dtype``.
+    ``sisa`` (e.g. ``"shards=5,slices=3"``): train a SISA ensemble of ``model_name`` members instead (see
+    :mod:`unlearnkit.sisa`), its shards one after another (``executor="local"``) or as Ray tasks (``"ray"``);
+    save it with :func:`save_model`, which writes its ``PATH.sisa/`` files.
+    """
     from unlearnkit.data.sources import get_source
 
     model_name = model_name or get_source(bundle.source).default_model
     config = config or default_recipe(bundle.source, model_name)
     model_kwargs = dict(model_kwargs or {})
+    if sisa is not None:
+        if record_updates is not None:
+            raise ConfigError("--sisa and --record-updates do not combine (SISA keeps per-slice weights instead); "
+                              "drop one of them")
+        return _train_sisa(bundle, model_name, config, sisa, model_kwargs, device, progress, executor, ray_address)
+    if executor != "local":
+        raise ConfigError(f"--executor {executor} fans out the shards of a SISA ensemble; add --sisa shards=S,... "
+                          "or drop --executor")
     model = build_model(model_name, bundle.spec, seed=config.seed, **model_kwargs)
+    recorder = None if record_updates is None else UpdateRecorder(model, updates_dir(record_updates),
+                                                                   dtype=record_dtype)
     start = time.perf_counter()
-    fit(model, bundle.train, config, device=device, progress=progress, description=f"train {model_name}")
+    try:
+        fit(model, bundle.train, config, device=device, progress=progress, description=f"train {model_name}",
+            after_step=recorder)
+    except BaseException:
+        if recorder is not None:
+            recorder.abort()
+        raise
+    log = None if recorder is None else recorder.finish(model)
     seconds = time.perf_counter() - start
-    meta = CheckpointMeta(model_name, model_kwargs, bundle.spec, data_meta(bundle), config.to_dict(),
-                          extra={"train_seconds": round(seconds, 3)})
+    extra = {"train_seconds": round(seconds, 3)}
+    if log is not None:
+        extra["recorded_updates"] = {"dir": log.directory.name, "dtype": log.dtype, "batches": log.steps}
+    meta = CheckpointMeta(model_name, model_kwargs, bundle.spec, data_meta(bundle), config.to_dict(), extra=extra)
+    return TrainedModel(model, bundle, meta, seconds, log)
+
+
+def _train_sisa(bundle: DatasetBundle, model_name: str, config: TrainConfig, spec: SisaSpec | str, model_kwargs: dict,
+                device, progress, executor: str, ray_address: str | None) -> TrainedModel:
+    start = time.perf_counter()
+    model = train_sisa(bundle.train, model_name, config, spec, member_kwargs=model_kwargs, device=device,
+                       progress=progress, executor=executor, ray_address=ray_address)
+    seconds = time.perf_counter() - start
+    meta = CheckpointMeta(ENSEMBLE, sisa_state(model).ensemble_kwargs(), bundle.spec, data_meta(bundle),
+                          config.to_dict(), extra={"train_seconds": round(seconds, 3)})
     return TrainedModel(model, bundle, meta, seconds)
+
+
+def save_model(out: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
+    """``save_checkpoint``; a SISA ensemble fresh from training or unlearning also gets its ``OUT.sisa/`` files,
+    written first, and the sidecar records their sha256 under ``"sisa"``. Returns the sidecar path."""
+    state = sisa_state(model)
+    if state is not None:
+        meta = replace(meta, extra={**meta.extra, "sisa": save_sisa(out, state)})
+    _, sidecar = save_checkpoint(out, model, meta)
+    return sidecar
 
 
 def load_with_data(path: str | Path, *, device: str | torch.device | None = None,
@@ -136,8 +191,7 @@ def save_unlearned(out: str | Path, result: UnlearnResult, split: ForgetSplit, c
         ckpt.model_name, ckpt.model_kwargs, ckpt.spec, {k: v for k, v in ckpt.data.items() if k != "spec"},
         ckpt.train_config, history=[*ckpt.history, {**result.history_entry(split), "parent": str(ckpt.path)}],
     )
-    _, sidecar = save_checkpoint(out, result.model, meta)
-    return sidecar
+    return save_model(out, result.model, meta)
 
 
 def _same_data_model(path: str | Path | None, ckpt: Checkpoint, device, role: str, fix: str) -> nn.Module | None:

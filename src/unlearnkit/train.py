@@ -29,6 +29,9 @@ from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError, TrainingDivergedError, UnlearnError
 
 OPTIMIZERS = ("sgd", "adam")
+# Full batch, float64, to the optimum of the L2-regularised loss (weight_decay = lambda): the linear and logistic
+# models only (unlearnkit.linear), for exact retraining and certified removal.
+FULL_BATCH_OPTIMIZERS = ("lbfgs",)
 SCHEDULES = ("cosine", "constant")
 
 
@@ -50,8 +53,9 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.optimizer not in OPTIMIZERS + FULL_BATCH_OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS} or 'lbfgs' "
+                              "(full batch, to the optimum: linear and logistic models)")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
         if self.epochs < 1:
@@ -86,6 +90,12 @@ RECIPES: dict[tuple[str, str], TrainConfig] = {
     ("fashion-mnist", "cnn"): TrainConfig(epochs=10, batch_size=128, lr=0.05),
     ("fashion-mnist", "mlp"): TrainConfig(epochs=10, batch_size=128, lr=0.05),
     ("mnist", "cnn"): TrainConfig(epochs=5, batch_size=128, lr=0.05),
+    # linear / logistic: full-batch L-BFGS to the optimum (epochs: its iteration cap); weight decay is the L2
+    # strength lambda of certified removal, whose residual bound shrinks like 1 / (lambda^2 n).
+    ("digits", "linear"): TrainConfig(optimizer="lbfgs", epochs=1000, weight_decay=1e-3),
+    ("digits", "logistic"): TrainConfig(optimizer="lbfgs", epochs=1000, weight_decay=1e-3),
+    ("fashion-mnist", "linear"): TrainConfig(optimizer="lbfgs", epochs=1000, weight_decay=1e-3),
+    ("fashion-mnist", "logistic"): TrainConfig(optimizer="lbfgs", epochs=1000, weight_decay=1e-3),
     ("cifar10", "resnet18"): TrainConfig(epochs=30, batch_size=128, lr=0.1),
 }
 
@@ -169,6 +179,12 @@ def fit(
     """
     if len(dataset) == 0:
         raise ConfigError("cannot train on an empty dataset; check the forget spec and --train-size")
+    if config.optimizer == "lbfgs" or getattr(model, "objective", None) == "squared":
+        from unlearnkit.linear import fit_to_optimum  # linear/logistic: to the optimum (least squares: only so)
+
+        if after_step is not None:
+            raise ConfigError("optimizer lbfgs takes full-batch steps, none to record; drop --record-updates")
+        return fit_to_optimum(model, dataset, config, device=device, should_stop=should_stop)
     dev = resolve_device(device)
     model.to(dev).train()
     gen = torch.Generator().manual_seed(config.seed)
@@ -353,6 +369,8 @@ def fit_ensemble(
         raise ConfigError("cannot train on an empty dataset; check the forget spec and --train-size")
     dev = resolve_device(device)
     models = [build(seed).to(dev) for seed in seeds]
+    if config.optimizer == "lbfgs":  # full-batch L-BFGS has no mini-batch loop to vectorize
+        return _fit_each(models, dataset, config, seeds, dev, progress, description)
     obstacle = _vmap_obstacle(models[0])
     if vectorize is None:
         vectorize = not (dev.type == "cpu" and any(isinstance(m, nn.modules.conv._ConvNd) for m in models[0].modules()))

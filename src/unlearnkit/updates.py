@@ -205,9 +205,9 @@ class UpdateLog:
         """Bytes on disk, number of recorded batches, and the ratio of those bytes to the model's weights."""
         total = sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
         return {
-            "updates_dir": str(self.directory), "update_bytes": total, "update_batches": self.steps,
-            "update_dtype": self.dtype, "model_bytes": self.index["model_bytes"],
-            "update_to_model_ratio": round(total / max(1, self.index["model_bytes"]), 3),
+            "dir": str(self.directory), "bytes": total, "batches": self.steps, "dtype": self.dtype,
+            "model_bytes": self.index["model_bytes"],
+            "ratio_to_model": round(total / max(1, self.index["model_bytes"]), 3),
         }
 
     def delta(self, step: int) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""The architectures unlearnkit ships: ``mlp``, ``cnn`` and a CIFAR-style ``resnet18``.
+"""The architectures unlearnkit ships: ``mlp``, ``cnn``, a CIFAR-style ``resnet18``, SISA's ensemble, and the
+linear heads ``linear`` / ``logistic`` (on the flattened input or on a frozen network's features).
 
 Each builder takes the data's input shape and class count plus its own keyword arguments, and names
 its last linear layer ``classifier`` so that methods which reset or retrain "the head" find it.
@@ -6,10 +7,15 @@ its last linear layer ``classifier`` so that methods which reset or retrain "the
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from unlearnkit.errors import ConfigError
 
 
 class MLP(nn.Module):
@@ -94,3 +100,130 @@ class ResNet18(nn.Module):
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return self.classifier(torch.flatten(self.pool(out), 1))
+
+
+AGGREGATES = ("vote", "softmax")
+
+
+class ShardEnsemble(nn.Module):
+    """One member model per data shard, predicting together: SISA's ensemble (Bourtoule et al., IEEE S&P 2021).
+
+    ``aggregate="softmax"`` returns the log of the members' mean softmax. ``aggregate="vote"`` is the paper's
+    label vote: each member votes for its top class, and the output is the log of
+    ``(1 - a) * vote_share + a * mean_softmax`` with ``a = 1 / (2 (k + 1))`` for ``k`` voting members. That ``a``
+    is small enough that the argmax is always the majority vote (one vote is worth ``(1 - a) / k > a``), ties go
+    to the class with the higher mean probability, and every class keeps a finite score, so losses and
+    membership attacks on the output stay defined.
+
+    The ``active`` buffer (saved with the weights) marks members whose shard holds data; a member whose shard
+    is empty (every sample of it deleted) keeps its initial weights and takes no part in the prediction.
+    """
+
+    def __init__(self, members: list[nn.Module], aggregate: str = "vote"):
+        super().__init__()
+        if aggregate not in AGGREGATES:
+            raise ConfigError(f"unknown aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
+        if not members:
+            raise ConfigError("an ensemble needs at least one member; use shards >= 1")
+        self.members = nn.ModuleList(members)
+        self.aggregate = aggregate
+        self.register_buffer("active", torch.ones(len(members)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        voting = [m for m, on in zip(self.members, self.active.tolist(), strict=True) if on]
+        if not voting:
+            raise RuntimeError("no ensemble member is active: every shard is empty")
+        logits = torch.stack([m(x) for m in voting])  # [members, batch, classes]
+        mean_prob = logits.softmax(-1).mean(0)
+        tiny = torch.finfo(mean_prob.dtype).tiny
+        if self.aggregate == "softmax":
+            return mean_prob.clamp_min(tiny).log()
+        votes = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(mean_prob.dtype).mean(0)
+        a = 1.0 / (2 * (len(voting) + 1))
+        return ((1 - a) * votes + a * mean_prob).clamp_min(tiny).log()
+
+
+class FrozenFeatures(nn.Module):
+    """A trained network up to its ``classifier``, frozen: a fixed feature map under a linear head.
+
+    The network's weights are kept as buffers (saved with the checkpoint, never trained) and its modules stay
+    out of the module tree: the network runs as a skeleton on the meta device through
+    ``torch.func.functional_call``. So optimizers see no parameters here, and ``fresh_copy`` (what ``retrain``
+    starts from) re-initialises only the head on top. The network's forward pass must end with
+    ``self.classifier`` (every built-in architecture does); that layer is dropped.
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        if not isinstance(getattr(network, "classifier", None), nn.Linear):
+            raise ConfigError(f"a frozen feature network needs a final nn.Linear named 'classifier'; "
+                              f"{type(network).__name__} has none, use one of mlp, cnn, resnet18")
+        self.width = network.classifier.in_features
+        skeleton = copy.deepcopy(network).to("cpu")
+        skeleton.classifier = nn.Identity()
+        self.names = list(skeleton.state_dict())
+        for name, tensor in skeleton.state_dict().items():
+            self.register_buffer(name.replace(".", "__"), tensor.detach().clone())
+        self._skeleton = (skeleton.to("meta").eval(),)  # in a tuple: not a registered submodule
+
+    def load_network(self, network: nn.Module) -> FrozenFeatures:
+        """Copy the weights of a trained ``network`` of this architecture into the frozen buffers."""
+        state = {k: v for k, v in network.state_dict().items() if not k.startswith("classifier.")}
+        if sorted(state) != sorted(self.names):
+            raise ConfigError(f"the feature network's weights do not fit this architecture ({len(state)} tensors for "
+                              f"{len(self.names)}); pass the checkpoint the head was built for")
+        with torch.no_grad():
+            for name in self.names:
+                getattr(self, name.replace(".", "__")).copy_(state[name])
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = {name: getattr(self, name.replace(".", "__")) for name in self.names}
+        return torch.func.functional_call(self._skeleton[0], state, (x,))
+
+
+class LinearHead(nn.Module):
+    """One linear layer, the ``classifier``, on fixed features: the flattened input or a ``FrozenFeatures`` network.
+
+    The convex models behind certified removal (unlearnkit.linear, method ``certified``). The head's weights are
+    float64, so a model trained to its optimum stays there through a save and a load (float32 rounding alone
+    would leave a gradient that spoils the removal bound); logits come out in float32 like every other model's.
+    ``perturbation`` is the standard deviation sigma of the loss-perturbation vector ``b`` of Guo et al. (ICML
+    2020): drawn once when the model is built (from the build seed) and kept in the ``noise`` buffer, so that
+    retraining a copy minimises the same perturbed objective. It is saved with the weights: publish only the
+    ``classifier`` weights of a model whose removal guarantee matters. ``normalize`` scales every feature vector
+    to unit L2 norm before the head, as the paper does: the removal bound grows with the feature norms, so this
+    makes it far tighter (at some cost in accuracy for the same weight decay).
+    """
+
+    objective: ClassVar[str]
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, perturbation: float = 0.0,
+                 features: FrozenFeatures | None = None, normalize: bool = False):
+        super().__init__()
+        if not (math.isfinite(perturbation) and perturbation >= 0):
+            raise ConfigError(f"perturbation (the std of the loss perturbation) must be >= 0, got {perturbation}")
+        self.perturbation = float(perturbation)
+        self.normalize = bool(normalize)
+        self.features = nn.Flatten() if features is None else features
+        width = math.prod(input_shape) if features is None else features.width
+        self.classifier = nn.Linear(width, num_classes, dtype=torch.float64)
+        self.register_buffer("noise", self.perturbation * torch.randn(num_classes, width + 1, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x).to(self.classifier.weight.dtype)
+        if self.normalize:
+            features = F.normalize(features, dim=1)
+        return self.classifier(features).to(torch.float32)
+
+
+class LinearRegression(LinearHead):
+    """``linear``: least squares on one-hot targets with an L2 penalty (ridge regression), solved in closed form."""
+
+    objective = "squared"
+
+
+class LogisticRegression(LinearHead):
+    """``logistic``: multinomial logistic regression (softmax cross-entropy) with an L2 penalty."""
+
+    objective = "logistic"

@@ -12,7 +12,15 @@ from torch import nn
 
 from unlearnkit.data.dataset import DataSpec
 from unlearnkit.errors import ConfigError
-from unlearnkit.models.architectures import CNN, MLP, ResNet18
+from unlearnkit.models.architectures import (
+    CNN,
+    MLP,
+    FrozenFeatures,
+    LinearRegression,
+    LogisticRegression,
+    ResNet18,
+    ShardEnsemble,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,58 @@ register_model(
     "cnn", CNN, "small conv net: 2 conv blocks + 2 linear, no batch norm (28x28, 32x32, 8x8 inputs)"
 )
 register_model("resnet18", ResNet18, "CIFAR-style ResNet-18 (3x3 stem, batch norm)")
+
+
+def _shard_ensemble(input_shape: tuple[int, ...], num_classes: int, member: str = "mlp",
+                    member_kwargs: dict | None = None, shards: int = 1, aggregate: str = "vote") -> nn.Module:
+    """SISA's ensemble: ``shards`` members of the registered architecture ``member`` (see ``ShardEnsemble``)."""
+    if member not in MODELS or MODELS[member].builder is _shard_ensemble:
+        choices = ", ".join(sorted(n for n, e in MODELS.items() if e.builder is not _shard_ensemble))
+        raise ConfigError(f"unknown ensemble member {member!r}; choose one of: {choices}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in (member_kwargs or {}).items()}
+    unknown = set(kwargs) - set(MODELS[member].params())
+    if unknown:
+        raise ConfigError(f"model {member!r} has no parameter(s) {sorted(unknown)}; its parameters: "
+                          f"{sorted(MODELS[member].params())}")
+    if shards < 1:
+        raise ConfigError(f"an ensemble needs shards >= 1, got {shards}")
+    members = [MODELS[member].builder(input_shape, num_classes, **kwargs) for _ in range(shards)]
+    return ShardEnsemble(members, aggregate)
+
+
+register_model("sisa-ensemble", _shard_ensemble,
+               "SISA ensemble: one member model per shard, aggregated by vote or mean softmax (train --sisa)")
+
+
+def _frozen_backbone(input_shape: tuple[int, ...], num_classes: int, backbone: str | None,
+                     backbone_kwargs: dict | None) -> FrozenFeatures | None:
+    """The frozen feature network under a linear head (None: the head reads the flattened input)."""
+    if backbone is None:
+        if backbone_kwargs:
+            raise ConfigError("backbone_kwargs given without a backbone; name the backbone architecture too")
+        return None
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in (backbone_kwargs or {}).items()}
+    return FrozenFeatures(build_model(backbone, DataSpec(tuple(input_shape), num_classes), **kwargs))
+
+
+def _linear(input_shape: tuple[int, ...], num_classes: int, perturbation: float = 0.0, normalize: bool = False,
+            backbone: str | None = None, backbone_kwargs: dict | None = None) -> nn.Module:
+    """``linear``: ridge regression on one-hot targets (see ``LinearHead``); ``backbone``: frozen features."""
+    return LinearRegression(input_shape, num_classes, perturbation,
+                            _frozen_backbone(input_shape, num_classes, backbone, backbone_kwargs), normalize)
+
+
+def _logistic(input_shape: tuple[int, ...], num_classes: int, perturbation: float = 0.0, normalize: bool = False,
+              backbone: str | None = None, backbone_kwargs: dict | None = None) -> nn.Module:
+    """``logistic``: multinomial logistic regression (see ``LinearHead``); ``backbone``: frozen features."""
+    return LogisticRegression(input_shape, num_classes, perturbation,
+                              _frozen_backbone(input_shape, num_classes, backbone, backbone_kwargs), normalize)
+
+
+register_model("linear", _linear, "one float64 linear layer fit by least squares on one-hot targets (ridge; "
+               "optimizer lbfgs: closed form); certified removal is exact")
+register_model("logistic", _logistic, "multinomial logistic regression, one float64 linear layer trained to the "
+               "optimum (optimizer lbfgs); for certified removal")
 
 
 def build_model(name: str, spec: DataSpec, *, seed: int = 0, **kwargs) -> nn.Module:

@@ -1,0 +1,517 @@
+"""SISA training and exact unlearning (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021).
+
+Sharded, Isolated, Sliced, Aggregated. The training set is cut into S disjoint shards with one model each;
+each shard is cut again into R slices, and its model is trained incrementally: slice step r trains for the
+recipe's epochs on the shard's slices 1..r, and the weights are saved after every step. The ensemble predicts
+by majority vote or by mean softmax. Deleting a sample retrains only the shard that holds it, starting from
+the weights saved before the sample's slice.
+
+Exactness. Where a sample goes depends on nothing but the sample: its shard and slice come from a seeded hash
+of its id (``by="ids"``) or of its subject (``by="subjects"``, so one subject sits in one shard and one
+slice). Every member's initial weights and every slice step's batch order come from seeds derived from
+(training seed, shard, step), each step trains on the shard's data sorted by id, and each shard trains with a
+fixed number of torch threads (BLAS sums in another order with another thread count). So SISA training on the
+data without the forgotten samples puts every remaining sample where it was and repeats every step that did
+not see them bit for bit; unlearning reuses those steps' saved weights and reruns the rest, and its result
+equals that fresh training weight for weight on the CPU.
+
+Files beside a checkpoint ``OUT`` (``OUT.safetensors`` + ``OUT.json``, the ensemble as model
+``sisa-ensemble``, loadable by ``load_checkpoint``):
+
+    OUT.sisa/assignment.json                   the plan, the ids of every shard and slice, each file's sha256
+    OUT.sisa/shard-K/slice-R.safetensors       member K's weights after slice step R
+
+From the shell:
+
+    unlearn train --dataset digits --sisa shards=5,slices=3 --out runs/sisa
+    unlearn forget --checkpoint runs/sisa --forget ids:3,14,15 --method sisa --out runs/sisa-1 --json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from unlearnkit.data.dataset import DataSpec, IndexedDataset
+from unlearnkit.data.select import ForgetSplit
+from unlearnkit.device import resolve_device
+from unlearnkit.errors import CheckpointError, ConfigError
+from unlearnkit.models import build_model, checkpoint_paths, read_sidecar
+from unlearnkit.models.architectures import AGGREGATES, ShardEnsemble
+from unlearnkit.train import TrainConfig, fit
+
+ENSEMBLE = "sisa-ensemble"  # the registered architecture of a SISA checkpoint's main model
+BY = ("ids", "subjects")
+EXECUTORS = ("local", "ray")
+FORMAT = "unlearnkit-sisa"
+VERSION = 1
+SPEC_HELP = "e.g. --sisa shards=5,slices=3[,aggregate=vote|softmax][,by=ids|subjects][,threads=1]"
+
+
+@dataclass(frozen=True)
+class SisaSpec:
+    """How to shard, slice and aggregate; parsed from ``--sisa shards=S,slices=R,...``."""
+
+    shards: int
+    slices: int = 1  # R checkpoints per shard; 1 trains each shard in one go (no slicing)
+    aggregate: str = "vote"  # the paper's label vote; "softmax" averages the members' probabilities
+    by: str = "ids"  # "subjects": all samples of a data subject share one shard and one slice
+    # torch threads per shard, in every executor: BLAS results depend on the thread count, so training,
+    # unlearning and a fresh run must use the same one to agree bit for bit. One thread per shard is also
+    # what fans out best (S shards on S cores with --executor ray).
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ConfigError(f"SISA needs shards >= 1, got shards={self.shards}; {SPEC_HELP}")
+        if self.slices < 1:
+            raise ConfigError(f"SISA needs slices >= 1, got slices={self.slices}; {SPEC_HELP}")
+        if self.aggregate not in AGGREGATES:
+            raise ConfigError(f"unknown aggregate {self.aggregate!r}; choose one of {', '.join(AGGREGATES)}")
+        if self.by not in BY:
+            raise ConfigError(f"unknown SISA assignment by={self.by!r}; choose one of {', '.join(BY)}")
+        if self.threads < 1:
+            raise ConfigError(f"SISA needs threads >= 1, got threads={self.threads}")
+
+    @classmethod
+    def parse(cls, text: str) -> SisaSpec:
+        """``"shards=5,slices=3,aggregate=softmax"`` -> ``SisaSpec(5, 3, "softmax")``."""
+        values: dict[str, object] = {}
+        for item in (t.strip() for t in text.split(",")):
+            if not item:
+                continue
+            key, sep, value = (t.strip() for t in item.partition("="))
+            if not sep or not value:
+                raise ConfigError(f"--sisa item {item!r} needs KEY=VALUE; {SPEC_HELP}")
+            if key not in ("shards", "slices", "aggregate", "by", "threads"):
+                raise ConfigError(f"unknown --sisa key {key!r}; use shards, slices, aggregate, by, threads")
+            if key in values:
+                raise ConfigError(f"--sisa gives {key} twice; give each key once, {SPEC_HELP[2:]}")
+            if key in ("shards", "slices", "threads"):
+                try:
+                    values[key] = int(value)
+                except ValueError as exc:
+                    raise ConfigError(f"--sisa {key} must be an integer, got {value!r}; {SPEC_HELP}") from exc
+            else:
+                values[key] = value
+        if "shards" not in values:
+            raise ConfigError(f"--sisa needs shards=S; {SPEC_HELP}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {"shards": self.shards, "slices": self.slices, "aggregate": self.aggregate, "by": self.by,
+                "threads": self.threads}
+
+
+# --- assignment: a pure function of the sample (or subject) and the seed ------------------------------------
+def _hash(seed: int, stream: str, key: int) -> int:
+    """64 bits of BLAKE2b over "seed:stream:key": the same for a key whatever else is in the data."""
+    digest = hashlib.blake2b(f"{seed}:{stream}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def init_seed(seed: int, shard: int) -> int:
+    """Seed of member ``shard``'s initial weights."""
+    return _hash(seed, "init", shard) >> 1  # 63 bits: any torch seed
+
+
+def step_seed(seed: int, shard: int, step: int) -> int:
+    """Seed of the batch order (and dropout) of slice step ``step`` (0-based) of member ``shard``."""
+    return _hash(seed, f"step:{shard}", step) >> 1
+
+
+@dataclass
+class Assignment:
+    """Which sample ids sit in which shard and slice: ``ids[shard][slice]``, each list sorted."""
+
+    ids: list[list[list[int]]]
+
+    @property
+    def shards(self) -> int:
+        return len(self.ids)
+
+    @property
+    def slices(self) -> int:
+        return len(self.ids[0])
+
+    def shard_sizes(self) -> list[int]:
+        return [sum(len(s) for s in shard) for shard in self.ids]
+
+    def all_ids(self) -> list[int]:
+        return sorted(i for shard in self.ids for s in shard for i in s)
+
+    def locate(self, ids: Iterable[int]) -> dict[int, int]:
+        """shard -> earliest slice (0-based) among ``ids``, for the shards that hold any of them."""
+        where = {i: (k, r) for k, shard in enumerate(self.ids) for r, s in enumerate(shard) for i in s}
+        first: dict[int, int] = {}
+        for i in ids:
+            k, r = where[int(i)]
+            first[k] = min(r, first.get(k, r))
+        return dict(sorted(first.items()))
+
+    def without(self, ids: Iterable[int]) -> Assignment:
+        gone = {int(i) for i in ids}
+        return Assignment([[[i for i in s if i not in gone] for s in shard] for shard in self.ids])
+
+
+def assign(dataset: IndexedDataset, spec: SisaSpec, seed: int) -> Assignment:
+    """Shard and slice of every sample: ``hash(seed, key) mod S`` and ``hash'(seed, key) mod R``, where the key
+    is the sample's id, or its subject with ``by="subjects"``.
+
+    Shards come out balanced in expectation, not exactly: the price of an assignment that never moves a
+    sample when others are added or removed.
+    """
+    if spec.by == "subjects":
+        if dataset.subjects is None:
+            raise ConfigError("--sisa by=subjects needs data subjects; load the data with --subjects N "
+                              "(pseudo-subjects) or a --subject-column")
+        keys, what = dataset.subjects, "subjects"
+    else:
+        keys, what = dataset.ids, "samples"
+    unique = sorted({int(k) for k in keys.tolist()})
+    if spec.shards > len(unique):
+        raise ConfigError(f"--sisa shards={spec.shards} is more than the {len(unique)} {what} to split; "
+                          f"use at most {len(unique)} shards")
+    place = {k: (_hash(seed, "shard", k) % spec.shards, _hash(seed, "slice", k) % spec.slices) for k in unique}
+    ids: list[list[list[int]]] = [[[] for _ in range(spec.slices)] for _ in range(spec.shards)]
+    for sample, key in zip(dataset.ids.tolist(), keys.tolist(), strict=True):
+        k, r = place[key]
+        ids[k][r].append(sample)
+    return Assignment([[sorted(s) for s in shard] for shard in ids])
+
+
+# --- one shard's training: plain data in, weights out (runs locally or in a Ray task) -----------------------
+@dataclass
+class ShardJob:
+    """What (re)training one shard needs. ``data`` is the shard's samples sorted by id, ``slice_of`` each
+    sample's slice; steps ``start`` .. R-1 are trained, from ``start_state`` (the weights after step
+    ``start - 1``) or, for ``start == 0``, from the member's seeded initial weights."""
+
+    shard: int
+    member: str
+    member_kwargs: dict
+    spec: DataSpec
+    config: TrainConfig
+    seed: int
+    slices: int
+    threads: int
+    data: IndexedDataset
+    slice_of: torch.Tensor
+    start: int = 0
+    start_state: dict[str, torch.Tensor] | None = None
+
+
+def train_shard(job: ShardJob, device: str | torch.device | None = None,
+                progress: bool | None = None) -> list[dict[str, torch.Tensor]]:
+    """Run slice steps ``job.start`` .. R-1 of one shard; returns the member's CPU weights after each step.
+
+    Step r trains the model it has so far for the recipe's epochs on the shard's slices 0..r (in id order),
+    with a fresh optimizer and schedule seeded by :func:`step_seed`, as the paper's incremental slice
+    training does. A step with no data so far leaves the weights as they are.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    try:
+        model = build_model(job.member, job.spec, seed=init_seed(job.seed, job.shard), **job.member_kwargs)
+        if job.start_state is not None:
+            model.load_state_dict(job.start_state)
+        states = []
+        for step in range(job.start, job.slices):
+            data = job.data.subset(job.slice_of <= step)
+            if len(data):
+                fit(model, data, job.config.with_(seed=step_seed(job.seed, job.shard, step)), device=device,
+                    progress=progress, description=f"shard {job.shard} slice {step + 1}/{job.slices}")
+            states.append({k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()})
+        return states
+    finally:
+        torch.set_num_threads(previous)
+
+
+def run_shards(jobs: list[ShardJob], *, executor: str = "local", ray_address: str | None = None,
+               device: str | torch.device | None = None, progress: bool | None = None,
+               ) -> list[list[dict[str, torch.Tensor]]]:
+    """Train ``jobs`` one after another (``local``) or as one Ray task each (``ray``); same weights either way."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "local" or not jobs:
+        return [train_shard(job, device, progress) for job in jobs]
+    return _run_on_ray(jobs, ray_address, resolve_device(device))
+
+
+def _run_on_ray(jobs: list[ShardJob], address: str | None, device: torch.device
+                ) -> list[list[dict[str, torch.Tensor]]]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("--executor ray needs Ray: pip install 'unlearnkit[ray]' (or pip install ray)") from exc
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        cpus = ray.cluster_resources().get("CPU", 0)
+        threads = max(job.threads for job in jobs)
+        if threads > cpus:
+            raise ConfigError(f"each SISA shard asks for {threads} CPUs (threads={threads}) but the Ray cluster has "
+                              f"{cpus:g}; lower threads in --sisa")
+        task = ray.remote(train_shard)
+        # A task gets the GPU only if it asks Ray for a share of one; all shards then share it.
+        gpus = {"num_gpus": 1 / len(jobs)} if device.type == "cuda" else {}
+        refs = [task.options(num_cpus=job.threads, **gpus).remote(job, str(device), False) for job in jobs]
+        return ray.get(refs)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# --- the whole ensemble --------------------------------------------------------------------------------------
+@dataclass
+class SisaState:
+    """A SISA model's training record: the plan, the current assignment, and every member's weights after
+    every slice step (``states[shard][step]``; the last step's are the member in the ensemble)."""
+
+    spec: SisaSpec
+    seed: int
+    member: str
+    member_kwargs: dict
+    data_spec: DataSpec
+    train_config: TrainConfig
+    assignment: Assignment
+    states: list[list[dict[str, torch.Tensor]]] = field(repr=False)
+
+    def ensemble_kwargs(self) -> dict:
+        """The ``sisa-ensemble`` kwargs a checkpoint sidecar records."""
+        return {"member": self.member, "member_kwargs": dict(self.member_kwargs), "shards": self.spec.shards,
+                "aggregate": self.spec.aggregate}
+
+    def job(self, shard: int, data: IndexedDataset, start: int = 0) -> ShardJob:
+        """The job that trains ``shard`` from step ``start`` on its samples in ``data``."""
+        ids = [i for s in self.assignment.ids[shard] for i in s]
+        rows = data.by_ids(torch.tensor(ids, dtype=torch.int64))
+        rows = rows.subset(torch.argsort(rows.ids))
+        slice_at = {i: r for r, s in enumerate(self.assignment.ids[shard]) for i in s}
+        slice_of = torch.tensor([slice_at[i] for i in rows.ids.tolist()], dtype=torch.int64)
+        return ShardJob(shard, self.member, dict(self.member_kwargs), self.data_spec, self.train_config, self.seed,
+                        self.spec.slices, self.spec.threads, rows, slice_of, start,
+                        None if start == 0 else self.states[shard][start - 1])
+
+
+# Models fresh from train_sisa / forget_sisa carry their SisaState until saved. A weak map rather than an
+# attribute: a deep copy (what other unlearning methods start from) does not inherit SISA files it no longer
+# matches.
+_STATES: weakref.WeakKeyDictionary[nn.Module, SisaState] = weakref.WeakKeyDictionary()
+
+
+def sisa_state(model: nn.Module) -> SisaState | None:
+    """The SISA record of a model returned by :func:`train_sisa` or :func:`forget_sisa`, else None."""
+    return _STATES.get(model)
+
+
+def ensemble(state: SisaState, device: str | torch.device | None = None) -> nn.Module:
+    """The ensemble whose members hold each shard's last weights; members of empty shards are inactive."""
+    model = build_model(ENSEMBLE, state.data_spec, **state.ensemble_kwargs())
+    for member, steps in zip(model.members, state.states, strict=True):
+        member.load_state_dict(steps[-1])
+    model.active.copy_(torch.tensor([float(n > 0) for n in state.assignment.shard_sizes()]))
+    model = model.to(resolve_device(device)).eval()
+    _STATES[model] = state
+    return model
+
+
+def train_sisa(
+    train: IndexedDataset,
+    member: str,
+    config: TrainConfig,
+    spec: SisaSpec | str,
+    *,
+    member_kwargs: dict | None = None,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> nn.Module:
+    """Train a SISA ensemble of ``member`` models on ``train``; the seed is ``config.seed``.
+
+    Returns the ensemble (an ``nn.Module`` predicting by ``spec.aggregate``); :func:`sisa_state` gives its
+    record, which :func:`save_sisa` (or ``runs.save_model``) writes beside a checkpoint.
+
+    Example:
+        >>> from unlearnkit.data import load_dataset
+        >>> data = load_dataset("digits")
+        >>> model = train_sisa(data.train, "mlp", TrainConfig(epochs=2), "shards=3,slices=2", progress=False)
+    """
+    spec = SisaSpec.parse(spec) if isinstance(spec, str) else spec
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    kwargs = dict(member_kwargs or {})
+    build_model(member, train.spec, **kwargs)  # an unknown member or kwargs fail here, before any training
+    assignment = assign(train, spec, config.seed)
+    state = SisaState(spec, config.seed, member, kwargs, train.spec, config, assignment, states=[])
+    jobs = [state.job(k, train) for k in range(spec.shards)]
+    state.states = run_shards(jobs, executor=executor, ray_address=ray_address, device=device, progress=progress)
+    return ensemble(state, device)
+
+
+@dataclass
+class SisaForget:
+    """The result of :func:`forget_sisa`: the new ensemble and what was retrained."""
+
+    model: nn.Module
+    retrained_shards: list[int]
+    retrained_slices: int  # slice steps trained again, summed over the retrained shards
+    first_slice: dict[int, int]  # retrained shard -> the first slice (1-based) trained again
+
+
+def forget_sisa(
+    state: SisaState,
+    split: ForgetSplit,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> SisaForget:
+    """Remove ``split.forget`` exactly: retrain each shard that holds a forget id from the weights saved before
+    its earliest affected slice, on ``split.retain``; every other shard and step is kept as saved.
+
+    ``split.forget`` and ``split.retain`` together must be the samples the ensemble is trained on now.
+    """
+    present = sorted(torch.cat([split.forget.ids, split.retain.ids]).tolist())
+    if present != state.assignment.all_ids():
+        raise CheckpointError(
+            f"the SISA assignment holds {len(state.assignment.all_ids())} samples but this training set has "
+            f"{len(present)} (or other ids); it belongs to another checkpoint - keep OUT.sisa/ with its OUT"
+        )
+    first = state.assignment.locate(split.forget.ids.tolist())
+    new = replace(state, assignment=state.assignment.without(split.forget.ids.tolist()),
+                  states=[list(steps) for steps in state.states])
+    jobs = [new.job(k, split.retain, start=r) for k, r in first.items()]
+    for job, steps in zip(jobs, run_shards(jobs, executor=executor, ray_address=ray_address, device=device,
+                                           progress=progress), strict=True):
+        new.states[job.shard] = new.states[job.shard][: job.start] + steps
+    return SisaForget(ensemble(new, device), list(first), sum(state.spec.slices - r for r in first.values()),
+                      {k: r + 1 for k, r in first.items()})
+
+
+# --- files beside a checkpoint -------------------------------------------------------------------------------
+def sisa_dir(path: str | Path) -> Path:
+    """``runs/x`` -> ``runs/x.sisa``: where a SISA checkpoint keeps its assignment and slice weights."""
+    _, sidecar = checkpoint_paths(path)
+    return sidecar.with_suffix(".sisa")
+
+
+def _slice_file(shard: int, step: int) -> str:
+    return f"shard-{shard}/slice-{step + 1}.safetensors"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_sisa(path: str | Path, state: SisaState) -> dict:
+    """Write ``PATH.sisa/`` (replacing an older one only once the new one is complete); returns the summary
+    the checkpoint sidecar keeps under ``"sisa"`` (with the sha256 that ties the two together)."""
+    final = sisa_dir(path)
+    tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    files = {}
+    for k, steps in enumerate(state.states):
+        for r, weights in enumerate(steps):
+            name = _slice_file(k, r)
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            save_file({n: t.contiguous() for n, t in weights.items()}, str(tmp / name), metadata={"format": FORMAT})
+            files[name] = _sha256(tmp / name)
+    doc = {
+        "format": FORMAT, "version": VERSION, **state.spec.to_dict(), "seed": state.seed,
+        "member": {"name": state.member, "kwargs": state.member_kwargs}, "spec": state.data_spec.to_dict(),
+        "train_config": state.train_config.to_dict(), "shard_sizes": state.assignment.shard_sizes(),
+        "files": files, "assignment": state.assignment.ids,
+    }
+    (tmp / "assignment.json").write_text(json.dumps(doc) + "\n")
+    digest = _sha256(tmp / "assignment.json")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+    return {"dir": final.name, **state.spec.to_dict(), "shard_sizes": state.assignment.shard_sizes(),
+            "assignment_sha256": digest}
+
+
+def load_sisa(path: str | Path) -> SisaState:
+    """The SISA record saved beside the checkpoint at ``path``, every file checked against its sha256."""
+    meta = read_sidecar(path)
+    if "sisa" not in meta or meta["model"]["name"] != ENSEMBLE:
+        raise ConfigError(f"{Path(path)} is not a SISA checkpoint; method 'sisa' needs one trained with "
+                          "unlearn train --sisa shards=S,slices=R")
+    folder = sisa_dir(path)
+    index = folder / "assignment.json"
+    if not index.is_file():
+        raise CheckpointError(f"{index} not found; a SISA checkpoint keeps its shards in {folder.name}/ beside it: "
+                              "copy that folder with the checkpoint, or train again with --sisa")
+    if _sha256(index) != meta["sisa"].get("assignment_sha256"):
+        raise CheckpointError(f"{index} does not match {checkpoint_paths(path)[1].name} (sha256 differs); restore "
+                              "the checkpoint and its .sisa folder as they were saved together")
+    try:
+        doc = json.loads(index.read_text())
+        spec = SisaSpec(**{k: doc[k] for k in ("shards", "slices", "aggregate", "by", "threads")})
+        assignment = Assignment(doc["assignment"])
+        files = doc["files"]
+        state = SisaState(spec, int(doc["seed"]), doc["member"]["name"], _tuples(doc["member"]["kwargs"]),
+                          DataSpec.from_dict(doc["spec"]), TrainConfig.from_dict(doc["train_config"]), assignment,
+                          states=[])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{index} is damaged ({type(exc).__name__}: {exc}); restore it, or train again "
+                              "with --sisa") from exc
+    for k in range(spec.shards):
+        steps = []
+        for r in range(spec.slices):
+            name = _slice_file(k, r)
+            file = folder / name
+            if not file.is_file():
+                raise CheckpointError(f"SISA slice file {file} is missing; restore {folder.name}/ as saved, or "
+                                      "train again with --sisa")
+            if _sha256(file) != files.get(name):
+                raise CheckpointError(f"SISA slice file {file} is corrupt (sha256 differs from assignment.json); "
+                                      f"restore {folder.name}/ as saved, or train again with --sisa")
+            try:
+                steps.append(load_file(str(file)))
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise CheckpointError(f"cannot read SISA slice file {file} ({exc}); restore it") from exc
+        state.states.append(steps)
+    return state
+
+
+def check_matches(model: nn.Module, state: SisaState, path: str | Path) -> None:
+    """Refuse a checkpoint whose ensemble weights are not the last slice weights of its .sisa folder."""
+    members = getattr(model, "members", None)
+    if not isinstance(model, ShardEnsemble) or members is None or len(members) != len(state.states):
+        raise CheckpointError(f"the model in {Path(path)} is not the {state.spec.shards}-shard ensemble its "
+                              f"{sisa_dir(path).name}/ describes; restore the files saved together")
+    for k, (member, steps) in enumerate(zip(members, state.states, strict=True)):
+        saved = member.state_dict()
+        if saved.keys() != steps[-1].keys() or not all(
+                torch.equal(saved[n].cpu(), steps[-1][n]) for n in saved):
+            raise CheckpointError(f"member {k} of {Path(path)} differs from {sisa_dir(path).name}/"
+                                  f"{_slice_file(k, state.spec.slices - 1)}; restore the files saved together")
+
+
+def _tuples(kwargs: dict) -> dict:
+    """JSON turns tuples into lists; architectures take tuples (e.g. ``hidden``)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
