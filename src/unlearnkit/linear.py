@@ -29,8 +29,8 @@ a Lipschitz constant of the loss's second derivative). :func:`newton_removal` co
 changes, both derived the same way as the corollary (docs/exact/certified.md gives the steps): rows are not
 normalised, so the bound carries the factor ``max_i ||x~_i||``; and the loss is multinomial, so gamma is a
 Lipschitz constant of the softmax Hessian ``diag(p) - p p^T`` in the logits, ``sqrt(6) / 9``.
-Successive removals add their bounds (the paper's Algorithm 2); with loss perturbation b ~ N(0, sigma^2),
-Theorem 3 of the paper turns a total bound beta into an (epsilon, delta) removal guarantee with
+Successive removals add their bounds (the paper's repeated-removal algorithm); with loss perturbation b ~ N(0, sigma^2),
+The paper's loss-perturbation theorem turns a total bound beta into an (epsilon, delta) removal guarantee with
 ``epsilon = c beta / sigma``, ``c = sqrt(2 ln(1.5 / delta))`` (:func:`epsilon_spent`, :func:`residual_budget`).
 """
 
@@ -347,14 +347,14 @@ def gradient_residual(
 
 def residual_budget(sigma: float, epsilon: float, delta: float) -> float:
     """The largest total gradient-residual bound that keeps an (epsilon, delta) guarantee under loss perturbation
-    with std ``sigma`` (Guo et al., Theorem 3 and Algorithm 2): ``sigma * epsilon / c`` with
-    ``c = sqrt(2 ln(1.5 / delta))``."""
+    with std ``sigma`` (Guo et al.: the loss-perturbation theorem and the repeated-removal algorithm):
+    ``sigma * epsilon / c`` with ``c = sqrt(2 ln(1.5 / delta))``."""
     return sigma * epsilon / _c(delta)
 
 
 def epsilon_spent(bound: float, sigma: float, delta: float) -> float:
     """The epsilon that a total gradient-residual bound ``bound`` costs at std ``sigma`` and ``delta``
-    (Theorem 3 solved for epsilon): ``c * bound / sigma``; infinite without perturbation."""
+    (the loss-perturbation theorem solved for epsilon): ``c * bound / sigma``; infinite without perturbation."""
     if sigma <= 0:
         return math.inf if bound > 0 else 0.0
     return _c(delta) * bound / sigma

@@ -4,7 +4,8 @@ One Newton step on the remaining data removes the forget set from a ``linear`` o
 its optimum (``unlearn train --model logistic``). The step leaves a gradient residual on the remaining data that
 the paper bounds (Corollary 1; unlearnkit.linear computes it); the bounds of successive removals add up in the
 checkpoint history, and once their total passes the budget the model is retrained from scratch on the remaining
-data instead (the paper's Algorithm 2). For least squares (``linear``) the step is exact and the bound is 0.
+data instead (the paper's repeated-removal algorithm). For least squares (``linear``) the step is exact and the
+bound is 0.
 
     unlearn train --model logistic --perturbation 1 --unit-norm --out runs/lr
     unlearn forget -c runs/lr --forget ids:3,13 --method certified --out runs/lr-1 --json
@@ -53,7 +54,8 @@ class Certified(Method):
     class Config:
         # Cap on the summed gradient-residual bounds (sum-form gradient norm, the paper's units); past it the model
         # is retrained from scratch on the remaining data. None: sigma * epsilon / c for a model trained with loss
-        # perturbation sigma (the paper's Algorithm 2); without perturbation, no cap (the bound is only reported).
+        # perturbation sigma (the paper's repeated-removal algorithm); without perturbation, no cap (the bound is
+        # only reported).
         # (Named so as not to clash with unlearn()'s own time/epoch ``budget``.)
         removal_budget: float | None = None
         # The (epsilon, delta) guarantee a perturbed model keeps: epsilon = 1 as in the paper's experiments.
