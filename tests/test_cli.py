@@ -202,6 +202,9 @@ def test_methods_json():
     assert by_name["retrain"]["exact"] is True
     assert by_name["finetune"]["exact"] is False
     assert by_name["gradient-ascent"]["exact"] is False
+    assert [n for n, r in by_name.items() if r["exact"]] == ["retrain", "sisa"]
+    assert [n for n, r in by_name.items() if r["certified"]] == ["certified"]
+    assert by_name["sisa"]["requires"] and by_name["amnesiac"]["requires"] and by_name["finetune"]["requires"] is None
     assert "epochs" in by_name["finetune"]["params"]
 
 
