@@ -49,6 +49,7 @@ from unlearnkit.device import resolve_device
 from unlearnkit.errors import CheckpointError, ConfigError
 from unlearnkit.models import build_model, checkpoint_paths, read_sidecar
 from unlearnkit.models.architectures import AGGREGATES, ShardEnsemble
+from unlearnkit.models.checkpoint import file_sha256
 from unlearnkit.train import TrainConfig, fit
 
 ENSEMBLE = "sisa-ensemble"  # the registered architecture of a SISA checkpoint's main model
@@ -414,14 +415,6 @@ def _slice_file(shard: int, step: int) -> str:
     return f"shard-{shard}/slice-{step + 1}.safetensors"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_sisa(path: str | Path, state: SisaState) -> dict:
     """Write ``PATH.sisa/`` (replacing an older one only once the new one is complete); returns the summary
     the checkpoint sidecar keeps under ``"sisa"`` (with the sha256 that ties the two together)."""
@@ -436,7 +429,7 @@ def save_sisa(path: str | Path, state: SisaState) -> dict:
             name = _slice_file(k, r)
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             save_file({n: t.contiguous() for n, t in weights.items()}, str(tmp / name), metadata={"format": FORMAT})
-            files[name] = _sha256(tmp / name)
+            files[name] = file_sha256(tmp / name)
     doc = {
         "format": FORMAT, "version": VERSION, **state.spec.to_dict(), "seed": state.seed,
         "member": {"name": state.member, "kwargs": state.member_kwargs}, "spec": state.data_spec.to_dict(),
@@ -444,7 +437,7 @@ def save_sisa(path: str | Path, state: SisaState) -> dict:
         "files": files, "assignment": state.assignment.ids,
     }
     (tmp / "assignment.json").write_text(json.dumps(doc) + "\n")
-    digest = _sha256(tmp / "assignment.json")
+    digest = file_sha256(tmp / "assignment.json")
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
@@ -465,7 +458,7 @@ def load_sisa(path: str | Path) -> SisaState:
     if not index.is_file():
         raise CheckpointError(f"{index} not found; a SISA checkpoint keeps its shards in {folder.name}/ beside it: "
                               "copy that folder with the checkpoint, or train again with --sisa")
-    if _sha256(index) != meta["sisa"].get("assignment_sha256"):
+    if file_sha256(index) != meta["sisa"].get("assignment_sha256"):
         raise CheckpointError(f"{index} does not match {checkpoint_paths(path)[1].name} (sha256 differs); restore "
                               "the checkpoint and its .sisa folder as they were saved together")
     try:
@@ -487,7 +480,7 @@ def load_sisa(path: str | Path) -> SisaState:
             if not file.is_file():
                 raise CheckpointError(f"SISA slice file {file} is missing; restore {folder.name}/ as saved, or "
                                       "train again with --sisa")
-            if _sha256(file) != files.get(name):
+            if file_sha256(file) != files.get(name):
                 raise CheckpointError(f"SISA slice file {file} is corrupt (sha256 differs from assignment.json); "
                                       f"restore {folder.name}/ as saved, or train again with --sisa")
             try:

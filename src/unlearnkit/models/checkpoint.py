@@ -41,7 +41,8 @@ def checkpoint_exists(path: str | Path) -> bool:
     return any(p.exists() for p in checkpoint_paths(path))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -128,7 +129,7 @@ def _write_pair(
     tmp_w: Path, tmp_s: Path, weights: Path, sidecar: Path, state: dict, meta: CheckpointMeta
 ) -> None:
     save_file(state, str(tmp_w), metadata={"format": FORMAT})
-    digest = _sha256(tmp_w)
+    digest = file_sha256(tmp_w)
     doc = {
         "format": FORMAT,
         "version": VERSION,
@@ -182,7 +183,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         raise CheckpointError(
             f"checkpoint weights {weights} not found beside {sidecar.name}; restore the file"
         )
-    if _sha256(weights) != meta["weights"].get("sha256"):
+    if file_sha256(weights) != meta["weights"].get("sha256"):
         raise CheckpointError(
             f"{weights.name} does not match {sidecar.name} (sha256 differs): the weights were replaced or "
             "corrupted; restore the pair that was saved together"
