@@ -209,8 +209,9 @@ def train(
     record_dtype: Annotated[str | None, typer.Option(
         "--record-dtype", help="float32 (default) or float16 (half the storage, rounded updates).")] = None,
     sisa: Annotated[str | None, typer.Option(
-        "--sisa", help="Train a SISA ensemble: shards=S,slices=R[,aggregate=vote|softmax][,by=ids|subjects]"
-        "[,threads=N]; slice weights go to OUT.sisa/ (forget with --method sisa).")] = None,
+        "--sisa", help="Train a SISA ensemble, e.g. shards=5,slices=3; optional keys, comma-joined: "
+        "aggregate=vote|softmax, by=ids|subjects, threads=N. Slice weights go to OUT.sisa/ (forget with "
+        "--method sisa).")] = None,
     executor: Annotated[str, typer.Option(
         "--executor", help="With --sisa: local, or ray (one Ray task per shard).")] = "local",
     ray_address: Annotated[str | None, typer.Option(
@@ -572,7 +573,7 @@ def bench(
         str | None, typer.Option("--ray-address", help="Existing Ray cluster (default: start a local Ray).")
     ] = None,
     overlay: Annotated[
-        list[str], typer.Option("--overlay", help="TOML overlay whose [methods] entries replace the config's, "
+        list[str], typer.Option("--overlay", help="TOML overlay whose methods-table entries replace the config's, "
                                 "as `unlearn tune` writes it (repeat; later ones win).")
     ] = [],  # noqa: B006
     device: DeviceOpt = "auto",
@@ -615,7 +616,7 @@ def bench(
 def tune(
     method: Annotated[str, typer.Option("--method", help="The method to tune (`unlearn methods`).")],
     config_path: Annotated[str, typer.Option("--config", help="Bench config (TOML): its datasets and forget specs "
-                                             "are the tuning cases; its [methods] entry can fix parameters.")],
+                                             "are the tuning cases; its methods-table entry can fix parameters.")],
     trials: Annotated[int, typer.Option("--trials", help="Optuna trials to run (added to a study already in "
                                         "--out); the first is the method's defaults.")] = 20,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Directory for tune.db (the Optuna study), the "
