@@ -176,10 +176,9 @@ def parse_config(data: dict) -> BenchConfig:
                        metrics=_metrics(bench.get("metrics", [])))
 
 
-def _read_toml(path: Path, what: str) -> dict:
+def _read_toml(path: Path, what: str, example: str = "benchmarks/digits-smoke.toml") -> dict:
     if not path.is_file():
-        raise ConfigError(f"{what} {str(path)!r} not found; pass the path of a TOML file such as "
-                          "benchmarks/digits-smoke.toml")
+        raise ConfigError(f"{what} {str(path)!r} not found; pass the path of a TOML file such as {example}")
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -201,5 +200,5 @@ def load_config(path: str | Path, overlays: tuple[str | Path, ...] | list = ()) 
     ConfigError naming it and the fix."""
     data = _read_toml(Path(path), "bench config")
     for overlay in overlays:
-        data = apply_overlay(data, _read_toml(Path(overlay), "overlay"), str(overlay))
+        data = apply_overlay(data, _read_toml(Path(overlay), "overlay", "the METHOD.toml that unlearn tune writes"), str(overlay))
     return parse_config(data)
