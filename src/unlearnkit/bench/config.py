@@ -200,5 +200,6 @@ def load_config(path: str | Path, overlays: tuple[str | Path, ...] | list = ()) 
     ConfigError naming it and the fix."""
     data = _read_toml(Path(path), "bench config")
     for overlay in overlays:
-        data = apply_overlay(data, _read_toml(Path(overlay), "overlay", "the METHOD.toml that unlearn tune writes"), str(overlay))
+        text = _read_toml(Path(overlay), "overlay", "the METHOD.toml that unlearn tune writes")
+        data = apply_overlay(data, text, str(overlay))
     return parse_config(data)
