@@ -104,6 +104,16 @@ def test_objective_is_the_gap_to_retraining_on_the_tuning_split(tmp_path):
     assert sum(gaps) / len(gaps) == pytest.approx(result.best_value, abs=1e-9)
 
 
+def test_defaults_outside_the_configs_choices_are_left_to_the_sampler(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["methods"]["finetune"] = {"lr_scale": [0.2, 0.3]}  # the default 0.4 is not a choice
+    result = tune(parse_config(data), "finetune", 2, tmp_path, progress=False)
+    assert result.default_value is None and result.best_params["lr_scale"] in (0.2, 0.3)
+    study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=f"sqlite:///{tmp_path / 'tune.db'}")
+    assert study.trials[0].params["epochs"] == 2  # the default the space still holds
+    assert "not tried" in result.overlay
+
+
 def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
     data = json.loads(json.dumps(TINY))
     data["methods"]["gradient-ascent"] = {"lr_scale": [0.1, 1e6]}  # a huge step diverges: that trial fails

@@ -647,7 +647,7 @@ def tune(
                       device=device, progress=progress, on_step=None if as_json else _status, command=command)
     if as_json:
         return _emit_json(result.to_json())
-    default = "failed" if result.default_value is None else f"{result.default_value:.4f}"
+    default = "not tried" if result.default_value is None else f"{result.default_value:.4f}"
     for line in (f"{method}: best gap.average {result.best_value:.4f} (defaults {default}) after {result.trials} "
                  f"trials ({result.failed} failed), tuning seed {result.tuning_seed}",
                  f"best parameters: {result.best_params}",

@@ -49,7 +49,8 @@ class TuneResult:
     method: str
     best_params: dict
     best_value: float
-    default_value: float | None  # the defaults' objective (trial 0), None if that trial failed
+    default_value: float | None  # the defaults' objective (trial 0); None if it failed or the config's ranges
+    # leave out a default
     trials: int  # finished trials in the study (this run and earlier ones)
     failed: int  # trials whose parameters made the method fail (diverged, invalid combination)
     tuning_seed: int
@@ -152,11 +153,12 @@ def tune(
         study_name=f"{config.name}:{method}:seed{seed}", storage=f"sqlite:///{(out / 'tune.db').resolve()}",
         direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True,
     )
-    defaults = {k: v for k, v in get_method(method).params().items() if k in space}
+    # trial 0: the defaults, where the space (narrowed by the config) holds them; the sampler picks the rest
+    defaults = {k: v for k, v in get_method(method).params().items() if k in space and space[k].contains(v)}
     if not study.trials:
-        with warnings.catch_warnings():  # a default outside a config-given choice list is still worth a trial
+        with warnings.catch_warnings():  # optuna calls enqueue_trial experimental
             warnings.simplefilter("ignore")
-            study.enqueue_trial(defaults, user_attrs={"defaults": True})
+            study.enqueue_trial(defaults, user_attrs={"defaults": len(defaults) == len(space)})
 
     def objective(trial) -> float:
         params = {**fixed, **{name: s.suggest(trial, name) for name, s in space.items()}}
@@ -199,7 +201,8 @@ def tune(
     header = [command or f"unlearn tune --method {method} --trials {trials}",
               f"objective {OBJECTIVE} on the tuning split (seed {seed}), mean over {len(cases)} split(s): "
               f"best {best.value:.4f} (trial {best.number} of {len(done)}), defaults "
-              + (f"{default_trial.value:.4f}" if default_trial else "failed"),
+              + (f"{default_trial.value:.4f}" if default_trial else
+                 "not tried (outside the config's ranges, or failed)"),
               f"speedup of the best trial against retraining: {best.user_attrs.get('speedup', float('nan')):.1f}x",
               f"use: unlearn bench CONFIG --overlay {path}"]
     text = overlay_text(method, best_params, header)
