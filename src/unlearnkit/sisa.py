@@ -50,6 +50,7 @@ from unlearnkit.errors import CheckpointError, ConfigError
 from unlearnkit.models import build_model, checkpoint_paths, read_sidecar
 from unlearnkit.models.architectures import AGGREGATES, ShardEnsemble
 from unlearnkit.models.checkpoint import file_sha256
+from unlearnkit.ray_session import ray_session
 from unlearnkit.train import TrainConfig, fit
 
 ENSEMBLE = "sisa-ensemble"  # the registered architecture of a SISA checkpoint's main model
@@ -252,14 +253,7 @@ def run_shards(jobs: list[ShardJob], *, executor: str = "local", ray_address: st
 
 def _run_on_ray(jobs: list[ShardJob], address: str | None, device: torch.device
                 ) -> list[list[dict[str, torch.Tensor]]]:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError("--executor ray needs Ray: pip install 'unlearnkit[ray]' (or pip install ray)") from exc
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(address) as ray:
         cpus = ray.cluster_resources().get("CPU", 0)
         threads = max(job.threads for job in jobs)
         if threads > cpus:
@@ -270,9 +264,6 @@ def _run_on_ray(jobs: list[ShardJob], address: str | None, device: torch.device
         gpus = {"num_gpus": 1 / len(jobs)} if device.type == "cuda" else {}
         refs = [task.options(num_cpus=job.threads, **gpus).remote(job, str(device), False) for job in jobs]
         return ray.get(refs)
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # --- the whole ensemble --------------------------------------------------------------------------------------

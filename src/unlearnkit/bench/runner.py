@@ -27,6 +27,7 @@ from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.evaluate import evaluate
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import CheckpointMeta
+from unlearnkit.ray_session import ray_session
 from unlearnkit.runs import data_meta, train_model
 from unlearnkit.train import TrainConfig, default_recipe, show_progress
 from unlearnkit.unlearn import unlearn
@@ -160,10 +161,6 @@ def _run_cells(cells: list[Cell], out: Path, url: str, bench: str, device, say: 
 
 def _run_on_ray(cells: list[Cell], out: Path, url: str, bench: str, device, address: str | None,
                 say: Callable[[str], None], bar) -> int:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError("--executor ray needs Ray: pip install 'unlearnkit[ray]' (or pip install ray)") from exc
     # originals first, in the driver: two tasks must not train the same one at once
     for entry in {c.dataset.key: c.dataset for c in cells}.values():
         say(f"original: {entry.model} on {entry.name}")
@@ -171,10 +168,7 @@ def _run_on_ray(cells: list[Cell], out: Path, url: str, bench: str, device, addr
     splits: dict[tuple, list[Cell]] = {}
     for cell in cells:
         splits.setdefault((cell.dataset.key, cell.forget, cell.seed), []).append(cell)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(address) as ray:
         task = ray.remote(num_cpus=1)(_run_cells)
         pending = {task.remote(group, out, url, bench, device, lambda _msg: None): len(group)
                    for group in splits.values()}
@@ -185,9 +179,6 @@ def _run_on_ray(cells: list[Cell], out: Path, url: str, bench: str, device, addr
             ran += ray.get(ready[0])
             bar.update(pending.pop(ready[0]))
         return ran
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _original(entry: DatasetEntry, models_dir: Path, device) -> dict:
