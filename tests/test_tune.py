@@ -178,3 +178,12 @@ def test_cli_tune_then_bench_with_the_overlay(tmp_path, capsys):
     error = fails(capsys, "tune", "--method", "finetune", "--config", str(config), "--seed", "0",
                   "--out", str(tmp_path / "t2"))
     assert "tuning seed 0 is one of the config's reported seeds [0]; pick another --seed" in error
+
+
+def test_corrupt_reference_time_is_named(tmp_path):
+    config = parse_config(TINY)
+    tune(config, "finetune", 1, tmp_path, progress=False)
+    seconds = next((tmp_path / "models").glob("tune-retrain-*.seconds"))
+    seconds.write_text("garbage")
+    with pytest.raises(ConfigError, match=r"bad reference time in .*\.seconds; delete it to retrain the reference"):
+        tune(config, "finetune", 1, tmp_path, progress=False)

@@ -57,7 +57,8 @@ def plan(config: BenchConfig) -> list[Cell]:
             for method, variants in config.methods.items() for params in variants]
 
 
-def _short(text: str) -> str:
+def short_digest(text: str) -> str:
+    """16 hex digits of sha256: names the saved original and reference models (bench and tune)."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -127,7 +128,7 @@ def _run_cells(cells: list[Cell], out: Path, url: str, bench: str, device, say: 
     for cell in cells:
         if current.get("dataset") != cell.dataset.key:
             say(f"original: {cell.dataset.model} on {cell.dataset.name}")
-            current = {"dataset": cell.dataset.key, **_original(cell.dataset, models_dir, device)}
+            current = {"dataset": cell.dataset.key, **original_model(cell.dataset, models_dir, device)}
         split_id = (cell.forget, cell.seed)
         if current.get("split_id") != split_id:
             current["split_id"] = split_id
@@ -164,7 +165,7 @@ def _run_on_ray(cells: list[Cell], out: Path, url: str, bench: str, device, addr
     # originals first, in the driver: two tasks must not train the same one at once
     for entry in {c.dataset.key: c.dataset for c in cells}.values():
         say(f"original: {entry.model} on {entry.name}")
-        _original(entry, out / "models", device)
+        original_model(entry, out / "models", device)
     splits: dict[tuple, list[Cell]] = {}
     for cell in cells:
         splits.setdefault((cell.dataset.key, cell.forget, cell.seed), []).append(cell)
@@ -181,14 +182,16 @@ def _run_on_ray(cells: list[Cell], out: Path, url: str, bench: str, device, addr
         return ran
 
 
-def _original(entry: DatasetEntry, models_dir: Path, device) -> dict:
+def original_model(entry: DatasetEntry, models_dir: Path, device) -> dict:
+    """The dataset entry's data and original model (loaded from ``models_dir``, or trained and saved there):
+    ``{"bundle", "original", "config", "meta"}``. Shared by bench's cells and tune's cases."""
     try:
         bundle = load_dataset(entry.name, data_dir=entry.data_dir, train_size=entry.train_size,
                               subjects=entry.subjects)
     except DataError as exc:  # the source's hint names --data-dir; in a config it is the data_dir key
         raise DataError(f"[[datasets]] {entry.name}: {exc} (in a bench config: data_dir = \"DIR\")") from exc
     config = default_recipe(entry.name, entry.model).with_(seed=0, **entry.recipe)
-    path = models_dir / f"original-{entry.name}-{entry.model}-{_short(entry.key)}"
+    path = models_dir / f"original-{entry.name}-{entry.model}-{short_digest(entry.key)}"
     if checkpoint_exists(path):
         ckpt = load_checkpoint(path)
         return {"bundle": bundle, "original": ckpt.model, "config": TrainConfig.from_dict(ckpt.train_config),
@@ -219,7 +222,7 @@ def _neurips(cell: Cell, current: dict, models_dir: Path, device) -> dict:
 
 
 def _reference_path(cell: Cell, models_dir: Path) -> Path:
-    return models_dir / f"retrain-{_short(cell.dataset.key + cell.forget)}-seed{cell.seed}"
+    return models_dir / f"retrain-{short_digest(cell.dataset.key + cell.forget)}-seed{cell.seed}"
 
 
 def _reference(cell: Cell, current: dict, store: ResultStore, models_dir: Path, device):

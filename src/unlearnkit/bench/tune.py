@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.bench.config import BenchConfig
-from unlearnkit.bench.runner import _original, _short
+from unlearnkit.bench.runner import original_model, short_digest
 from unlearnkit.data import select
 from unlearnkit.errors import ConfigError, UnlearnError
 from unlearnkit.evaluate import evaluate
@@ -219,13 +219,13 @@ def _cases(config: BenchConfig, seed: int, models_dir: Path, device, say: Callab
     cases = []
     for entry in config.datasets:
         say(f"original: {entry.model} on {entry.name}")
-        shared = _original(entry, models_dir, device)
+        shared = original_model(entry, models_dir, device)
         for spec in entry.forget:
             split = select(shared["bundle"].train, spec, seed=seed)
-            path = models_dir / f"tune-retrain-{_short(entry.key + spec)}-seed{seed}"
+            path = models_dir / f"tune-retrain-{short_digest(entry.key + spec)}-seed{seed}"
             seconds_file = path.with_suffix(".seconds")
             if checkpoint_exists(path) and seconds_file.is_file():
-                model, seconds = load_checkpoint(path).model, float(seconds_file.read_text())
+                model, seconds = load_checkpoint(path).model, _read_seconds(seconds_file)
             else:
                 say(f"tuning reference: retrain on {entry.name} without {spec} (seed {seed})")
                 result = unlearn(shared["original"], split, "retrain", train_config=shared["config"], device=device,
@@ -234,9 +234,18 @@ def _cases(config: BenchConfig, seed: int, models_dir: Path, device, say: Callab
                 seconds_file.write_text(repr(result.seconds))
                 model, seconds = result.model, result.seconds
             reference = evaluate(model, split, shared["bundle"].test, device=device, seed=seed)
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise ConfigError(f"bad reference time in {seconds_file}; delete it to retrain the reference")
             cases.append({"name": f"{entry.name}/{entry.model} {spec}", "original": shared["original"],
                           "config": shared["config"], "split": split, "test": shared["bundle"].test,
                           "reference": reference, "retrain_seconds": seconds})
     return cases
+
+
+def _read_seconds(path: Path) -> float:
+    """The retraining seconds saved beside a tuning reference (for the speedups), checked."""
+    try:
+        seconds = float(path.read_text())
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"bad reference time in {path}; delete it to retrain the reference")
+    return seconds
