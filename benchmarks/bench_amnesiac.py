@@ -31,7 +31,7 @@ from unlearnkit.data import load_dataset, select
 from unlearnkit.models import save_checkpoint
 from unlearnkit.runs import train_model
 from unlearnkit.train import accuracy_on, default_recipe
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 SETUPS = {  # dataset -> (model, forgotten class)
     "digits": ("mlp", 3),

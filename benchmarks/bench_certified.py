@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from unlearnkit.data import IndexedDataset, load_dataset, select
-from unlearnkit.linear import (
+from unlearnkit.exact.linear import (
     epsilon_spent,
     frozen_features,
     gradient_residual,
@@ -49,7 +49,7 @@ from unlearnkit.linear import (
 )
 from unlearnkit.models import CheckpointMeta, build_model, save_checkpoint
 from unlearnkit.train import TrainConfig, accuracy_on, default_recipe, fit, predict_logits
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 
 def random_ids(data: IndexedDataset, count: int, seed: int) -> str:

@@ -38,8 +38,8 @@ import torch
 from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.data import load_dataset, select
 from unlearnkit.data.sources import get_source
+from unlearnkit.exact.sisa import SisaSpec, forget_sisa, sisa_state, train_sisa
 from unlearnkit.models import build_model
-from unlearnkit.sisa import SisaSpec, forget_sisa, sisa_state, train_sisa
 from unlearnkit.train import accuracy_on, default_recipe, fit
 
 
@@ -90,7 +90,7 @@ def main() -> None:
 
         @ray.remote(num_cpus=args.threads)
         def warm_worker() -> None:  # start every worker and import torch there before anything is timed
-            import unlearnkit.sisa  # noqa: F401
+            import unlearnkit.exact.sisa  # noqa: F401
 
             time.sleep(1)  # keep each worker busy, so that Ray starts one per slot instead of reusing one
 

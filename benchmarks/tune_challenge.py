@@ -23,10 +23,10 @@ import time
 import torch
 
 from unlearnkit.data import load_dataset, select
-from unlearnkit.evaluate import evaluate
+from unlearnkit.evaluation import evaluate
 from unlearnkit.models import build_model
 from unlearnkit.train import RECIPES, TrainConfig, fit
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 SPECS = ("random:0.1", "class:3")
 SPLIT_SEED = 1  # the tuning seed, for the forget split (the method seed is --seeds)

@@ -16,10 +16,10 @@ import json
 import torch
 
 from unlearnkit.data import load_dataset, select
-from unlearnkit.evaluate import evaluate
+from unlearnkit.evaluation import evaluate
 from unlearnkit.models import build_model
 from unlearnkit.train import RECIPES, fit
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 SEED = 1
 DEFAULT_GRID = {"gradient-ascent": [{"lr_scale": 0.2}, {"lr_scale": 0.1}, {"lr_scale": 0.05}]}

@@ -26,11 +26,11 @@ import time
 import torch
 
 from unlearnkit.data import load_dataset, select
-from unlearnkit.evaluate import evaluate
+from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import get_method
 from unlearnkit.models import build_model
 from unlearnkit.train import TrainConfig, fit
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 SPECS = ("random:0.1", "class:3")
 RECIPE = TrainConfig(epochs=30)  # the real digits/mlp recipe (unlearnkit.train.RECIPES)

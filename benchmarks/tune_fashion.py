@@ -20,12 +20,12 @@ import torch
 
 from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.data import load_dataset, select
-from unlearnkit.evaluate import evaluate
+from unlearnkit.evaluation import evaluate
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import CheckpointMeta
 from unlearnkit.runs import data_meta, train_model
 from unlearnkit.train import TrainConfig, default_recipe
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 
 def cached_original(dataset: str, model: str, train_size: int | None, config: TrainConfig, root: Path):

@@ -28,10 +28,10 @@ import time
 import torch
 
 from unlearnkit.data import load_dataset, select
-from unlearnkit.evaluate import evaluate
+from unlearnkit.evaluation import evaluate
 from unlearnkit.models import build_model
 from unlearnkit.train import TrainConfig, fit
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 RECIPE = TrainConfig(epochs=30, batch_size=64, lr=0.05)  # the digits/mlp recipe (train.RECIPES)
 SPECS = ("random:0.1", "class:3")

@@ -1,4 +1,4 @@
-"""Tests for recorded training updates (unlearnkit.updates) and the ``amnesiac`` method.
+"""Tests for recorded training updates (unlearnkit.exact.updates) and the ``amnesiac`` method.
 
 References are independent of the recorder: the test's own ``after_step`` hook snapshots the weights after
 every step, so "the weights before a batch" and "a batch's update" are known without reading the recorded
@@ -24,13 +24,13 @@ from unlearnkit import cli
 from unlearnkit.cli import app
 from unlearnkit.data import select
 from unlearnkit.errors import CheckpointError, ConfigError
+from unlearnkit.exact.updates import UpdateRecorder, read_updates, updates_dir
 from unlearnkit.methods import UnlearnTask
 from unlearnkit.methods.amnesiac import _reestimate_batch_norm
 from unlearnkit.models import build_model, load_checkpoint, save_checkpoint
 from unlearnkit.runs import forget_checkpoint, load_with_data, save_unlearned, train_model
 from unlearnkit.train import TrainConfig, accuracy_on, batches, fit
-from unlearnkit.unlearn import unlearn
-from unlearnkit.updates import UpdateRecorder, read_updates, updates_dir
+from unlearnkit.unlearning import unlearn
 
 SMALL = {"hidden": (32,)}
 ONE_EPOCH = TrainConfig(epochs=1, batch_size=64, lr=0.05)

@@ -1,4 +1,4 @@
-"""Tests for certified removal (unlearnkit.linear, method ``certified``) and the ``linear`` / ``logistic`` models.
+"""Tests for certified removal (unlearnkit.exact.linear, method ``certified``) and the ``linear`` / ``logistic`` models.
 
 The references are independent of the Newton step: retraining from scratch on the remaining data (closed form
 for least squares, L-BFGS for logistic regression), the measured gradient of the updated model on the remaining
@@ -25,7 +25,7 @@ from unlearnkit import cli
 from unlearnkit.cli import app
 from unlearnkit.data import IndexedDataset, select
 from unlearnkit.errors import ConfigError, DataError
-from unlearnkit.linear import (
+from unlearnkit.exact.linear import (
     AT_OPTIMUM,
     GAMMA,
     _hessian,
@@ -40,7 +40,7 @@ from unlearnkit.linear import (
 from unlearnkit.models import CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from unlearnkit.runs import data_meta, forget_checkpoint, save_unlearned
 from unlearnkit.train import TrainConfig, accuracy_on, fit, predict_logits
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 RECIPE = TrainConfig(optimizer="lbfgs", epochs=1000, weight_decay=1e-3)  # the digits default for these models
 FAST = RECIPE.with_(weight_decay=1e-2)  # converges several times faster; where lambda's value does not matter

@@ -27,7 +27,7 @@ from typer.testing import CliRunner, Result
 from unlearnkit import cli
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset
-from unlearnkit.evaluate import BASE_METRICS
+from unlearnkit.evaluation import BASE_METRICS
 from unlearnkit.methods import METHODS
 
 CPU = ("--device", "cpu")

@@ -1,5 +1,5 @@
 """Tests for the vectorized ensemble trainer (unlearnkit.train.fit_ensemble) and the cached retrained
-references (unlearnkit.references). The oracle is the obviously-correct slow path: one ``fit`` per seed.
+references (unlearnkit.bench.references). The oracle is the obviously-correct slow path: one ``fit`` per seed.
 
 Run: nice -n 19 .venv/bin/python -m pytest -q tests/test_ensemble.py
 """
@@ -12,15 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from unlearnkit.data import IndexedDataset, load_dataset
-from unlearnkit.errors import ConfigError, DataError, TrainingDivergedError
-from unlearnkit.models import build_model
-from unlearnkit.references import (
+from unlearnkit.bench.references import (
     ReferenceCacheWarning,
     cache_key,
     reference_key,
     retrained_models,
 )
+from unlearnkit.data import IndexedDataset, load_dataset
+from unlearnkit.errors import ConfigError, DataError, TrainingDivergedError
+from unlearnkit.models import build_model
 from unlearnkit.train import EnsembleFallbackWarning, TrainConfig, check_seeds, fit, fit_ensemble
 
 SGD = TrainConfig(epochs=2, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine")
@@ -228,7 +228,7 @@ KWARGS = {"hidden": (16,)}
 @pytest.fixture
 def recorded(monkeypatch):
     """Wraps references.fit_ensemble and records the seeds of every call."""
-    import unlearnkit.references as references
+    import unlearnkit.bench.references as references
 
     calls: list[list[int]] = []
     real = references.fit_ensemble

@@ -13,10 +13,10 @@ from sklearn.metrics import accuracy_score, log_loss
 from tests.conftest import DIGITS_RECIPE
 from unlearnkit.data import select
 from unlearnkit.errors import ConfigError
-from unlearnkit.evaluate import BASE_METRICS, GAP_METRICS, evaluate
+from unlearnkit.evaluation import BASE_METRICS, GAP_METRICS, evaluate
 from unlearnkit.metrics import mia_auc, mia_efficacy
 from unlearnkit.train import predict_logits
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 
 @pytest.fixture(scope="module")

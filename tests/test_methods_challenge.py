@@ -20,7 +20,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS, UnlearnTask
 from unlearnkit.methods.layers import conv_layers
 from unlearnkit.train import accuracy_on, predict_logits
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 CONV_ONLY = ["targeted-reinit", "conv-noise", "conv-transpose"]
 

@@ -16,7 +16,7 @@ from unlearnkit.data import select
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS, Budget
 from unlearnkit.train import accuracy_on
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 # Methods that need training-time files (``requires``) are tested in their own modules (listed here, so a new
 # one cannot slip through untested); every other method runs the whole suite below.

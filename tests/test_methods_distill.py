@@ -22,7 +22,7 @@ from unlearnkit.methods.fisher import PerSampleGrads, expected_fisher, sampled_l
 from unlearnkit.methods.influence import GradientRows
 from unlearnkit.models import build_model
 from unlearnkit.train import accuracy_on, predict_logits
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 NAMES = ("scrub", "bad-teacher", "ssd", "fisher", "influence")
 

@@ -23,7 +23,7 @@ from unlearnkit.methods.random_label import relabelled_mix
 from unlearnkit.methods.salun import saliency_mask
 from unlearnkit.methods.unsir import error_maximising_noise
 from unlearnkit.train import accuracy_on, batches
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 FAMILY = ["neggrad-plus", "random-label", "boundary-shrink", "l1-sparse", "salun", "unsir"]
 

@@ -12,7 +12,7 @@ from tests.conftest import DIGITS_RECIPE
 from unlearnkit.data import select
 from unlearnkit.errors import ConfigError
 from unlearnkit.train import accuracy_on
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def test_references_are_cached_and_reused(digits, digits_model, class3, tmp_path
     run(digits, digits_model, class3, "finetune", tmp_path, params={"epochs": 1}, calibration=False)
     files = sorted(p.name for p in (tmp_path / "cache").glob("*.safetensors"))
     assert len(files) == N and any(f"seed{REFERENCE_SEEDS}-" in f for f in files)
-    import unlearnkit.references as references
+    import unlearnkit.bench.references as references
 
     def no_training(*args, **kwargs):
         raise AssertionError("references should come from the cache")

@@ -15,7 +15,7 @@ import torch
 
 from unlearnkit.data import load_dataset
 from unlearnkit.errors import CheckpointError, DataError
-from unlearnkit.evaluate import BASE_METRICS
+from unlearnkit.evaluation import BASE_METRICS
 from unlearnkit.models import load_checkpoint, save_checkpoint
 from unlearnkit.runs import (
     data_meta,

@@ -1,4 +1,4 @@
-"""Tests for SISA (unlearnkit.sisa, method ``sisa``, ``unlearn train --sisa``) on the embedded digits data.
+"""Tests for SISA (unlearnkit.exact.sisa, method ``sisa``, ``unlearn train --sisa``) on the embedded digits data.
 
 The reference for exactness is independent of the unlearning code path: a fresh SISA training on the data
 without the forget ids, compared weight for weight (every member and every saved slice step). Small members
@@ -22,12 +22,12 @@ from unlearnkit import cli
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset, select
 from unlearnkit.errors import CheckpointError, ConfigError
+from unlearnkit.exact.sisa import SisaSpec, assign, forget_sisa, load_sisa, sisa_dir, sisa_state, train_sisa
 from unlearnkit.models import load_checkpoint
 from unlearnkit.models.architectures import ShardEnsemble
 from unlearnkit.runs import save_model, train_model
-from unlearnkit.sisa import SisaSpec, assign, forget_sisa, load_sisa, sisa_dir, sisa_state, train_sisa
 from unlearnkit.train import TrainConfig, accuracy_on
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 RECIPE = TrainConfig(epochs=3, batch_size=64, lr=0.05, seed=3)
 SMALL = {"hidden": (32,)}

@@ -18,11 +18,11 @@ from unlearnkit.bench.tune import search_space, tune
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset, select
 from unlearnkit.errors import ConfigError
-from unlearnkit.evaluate import evaluate
+from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import METHODS
 from unlearnkit.methods.space import Choice, Float, Int
 from unlearnkit.models import load_checkpoint
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 TINY = {
     "bench": {"name": "tiny", "seeds": [0, 1]},

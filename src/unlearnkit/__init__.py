@@ -2,15 +2,39 @@
 result is to a model retrained without it.
 
     >>> from unlearnkit import load_dataset, select, build_model, fit, TrainConfig, unlearn, evaluate
+
+Layout, top to bottom (a module imports only from its own layer or the ones below; tests/test_layers.py
+enforces the order and the absence of import cycles):
+
+    cli/            the ``unlearn`` command, one module per command group; no domain logic
+    bench/          compare, bench grids, result store, reports, tuning, NeurIPS scoring, reference ensembles
+    runs.py         checkpoint-level workflows (train and save, reload with data, forget, evaluate): the file
+                    side of the API that the CLI and the benches share, so it sits above both entry points
+    evaluation.py   ``evaluate(model, split, test, reference) -> Report``
+    relearn.py      relearn time, a metric that trains; not in metrics/, whose modules never train or import
+                    torch, so it sits beside evaluation.py, the one module that uses it
+    unlearning.py   ``unlearn(model, split, method) -> UnlearnResult``
+    methods/        one file per method, registered by name
+    exact/          SISA, certified removal for linear models, recorded updates (amnesiac)
+    metrics/        pure functions on arrays
+    train.py        ``fit``, ``TrainConfig``, the vectorized ensemble trainer
+    models/         architectures by name, the convex linear models' solver, checkpoints
+    data/           ``IndexedDataset``, sources by name, forget-set selection
+    registry.py, errors.py, device.py, files.py, ray_session.py
+                    tiny shared modules: the name registry, user-facing errors, device choice, atomic
+                    writes, and the one Ray start/stop used by both exact/ (SISA shards) and bench/ (splits)
+
+The entry-point modules are ``unlearning`` and ``evaluation``, not ``unlearn`` and ``evaluate``: the package
+exports the functions ``unlearn`` and ``evaluate``, and a submodule of the same name would be shadowed by them.
 """
 
 from unlearnkit.data import DatasetBundle, ForgetSplit, IndexedDataset, load_dataset, select
 from unlearnkit.errors import UnlearnError
-from unlearnkit.evaluate import Report, evaluate
+from unlearnkit.evaluation import Report, evaluate
 from unlearnkit.methods import METHODS, Budget, Method, UnlearnTask, register
 from unlearnkit.models import build_model, load_checkpoint, save_checkpoint
 from unlearnkit.train import TrainConfig, fit
-from unlearnkit.unlearn import UnlearnResult, unlearn
+from unlearnkit.unlearning import UnlearnResult, unlearn
 
 __version__ = "0.1.0"
 

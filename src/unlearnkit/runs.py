@@ -8,6 +8,8 @@ objects, so the CLI stays a thin layer of argument parsing and printing.
 from __future__ import annotations
 
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,13 +19,13 @@ from torch import nn
 from unlearnkit.data import DatasetBundle, ForgetSplit, IndexedDataset, load_dataset, select
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import CheckpointError, ConfigError, DataError
-from unlearnkit.evaluate import Report, evaluate
+from unlearnkit.evaluation import Report, evaluate
+from unlearnkit.exact.sisa import ENSEMBLE, SisaSpec, save_sisa, sisa_state, train_sisa
+from unlearnkit.exact.updates import DTYPES, UpdateLog, UpdateRecorder, updates_dir
 from unlearnkit.models import Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import checkpoint_exists, checkpoint_paths
-from unlearnkit.sisa import ENSEMBLE, SisaSpec, save_sisa, sisa_state, train_sisa
 from unlearnkit.train import TrainConfig, default_recipe, fit
-from unlearnkit.unlearn import UnlearnResult, unlearn
-from unlearnkit.updates import UpdateLog, UpdateRecorder, updates_dir
+from unlearnkit.unlearning import UnlearnResult, unlearn
 
 
 def refuse_overwrite(out: str | Path, force: bool) -> None:
@@ -66,20 +68,29 @@ def train_model(
     sisa: SisaSpec | str | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    features_from: str | Path | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> TrainedModel:
     """Train a registered architecture on ``bundle.train`` (default model and recipe per dataset).
 
     ``record_updates``: the checkpoint path the model will be saved under; every step's parameter update and
-    batch ids are then written beside it (``PATH.updates/``, see :mod:`unlearnkit.updates`), in ``record_dtype``.
+    batch ids are then written beside it (``PATH.updates/``, see :mod:`unlearnkit.exact.updates`), in ``record_dtype``.
     ``sisa`` (e.g. ``"shards=5,slices=3"``): train a SISA ensemble of ``model_name`` members instead (see
-    :mod:`unlearnkit.sisa`), its shards one after another (``executor="local"``) or as Ray tasks (``"ray"``);
+    :mod:`unlearnkit.exact.sisa`), its shards one after another (``executor="local"``) or as Ray tasks (``"ray"``);
     save it with :func:`save_model`, which writes its ``PATH.sisa/`` files.
+    ``features_from``: train a linear/logistic head on the frozen features of that checkpoint's network
+    (:func:`train_head`); ``on_warning`` receives its warnings (default: :func:`warnings.warn`).
     """
     from unlearnkit.data.sources import get_source
 
     model_name = model_name or get_source(bundle.source).default_model
     config = config or default_recipe(bundle.source, model_name)
     model_kwargs = dict(model_kwargs or {})
+    if features_from is not None:
+        if sisa is not None or record_updates is not None:
+            raise ConfigError("--features-from trains one linear head; it does not combine with --sisa or "
+                              "--record-updates")
+        return train_head(bundle, model_name, config, features_from, model_kwargs, device, progress, on_warning)
     if sisa is not None:
         if record_updates is not None:
             raise ConfigError("--sisa and --record-updates do not combine (SISA keeps per-slice weights instead); "
@@ -106,6 +117,57 @@ def train_model(
         extra["recorded_updates"] = {"dir": log.directory.name, "dtype": log.dtype, "batches": log.steps}
     meta = CheckpointMeta(model_name, model_kwargs, bundle.spec, data_meta(bundle), config.to_dict(), extra=extra)
     return TrainedModel(model, bundle, meta, seconds, log)
+
+
+def train_head(bundle: DatasetBundle, name: str, config: TrainConfig, features_from: str | Path, head_kwargs: dict,
+               device=None, progress: bool | None = None, on_warning: Callable[[str], None] | None = None
+               ) -> TrainedModel:
+    """A linear/logistic model on the frozen features of the network saved at ``features_from`` (the head's
+    checkpoint keeps that network's weights, so it needs nothing else to load, forget or retrain)."""
+    source = load_checkpoint(features_from)
+    if source.spec.input_shape != bundle.spec.input_shape:
+        raise CheckpointError(f"{features_from} reads inputs of shape {source.spec.input_shape}, this data has "
+                              f"{bundle.spec.input_shape}; pass a network trained on inputs of the data's shape")
+    if source.data.get("fingerprint") == bundle.train.fingerprint():
+        (on_warning or warnings.warn)("the feature network was trained on this very training set; certified "
+                                      "removal then covers the head, not the features")
+    kwargs = {**head_kwargs, "backbone": source.model_name, "backbone_kwargs": source.model_kwargs}
+    model = build_model(name, bundle.spec, seed=config.seed, **kwargs)
+    model.features.load_network(source.model)
+    start = time.perf_counter()
+    fit(model, bundle.train, config, device=device, progress=progress, description=f"train {name} head")
+    seconds = time.perf_counter() - start
+    meta = CheckpointMeta(name, kwargs, bundle.spec, data_meta(bundle), config.to_dict(),
+                          extra={"train_seconds": round(seconds, 3), "features_from": str(source.path)})
+    return TrainedModel(model, bundle, meta, seconds)
+
+
+
+def check_train_options(
+    model_name: str,
+    *,
+    sisa: SisaSpec | str | None = None,
+    record_updates: bool = False,
+    record_dtype: str | None = None,
+    perturbation: float | None = None,
+    unit_norm: bool = False,
+    features_from: str | Path | None = None,
+) -> tuple[SisaSpec | None, dict]:
+    """Check how the training options combine, before any data loads; returns the parsed SISA spec (or None) and
+    the linear/logistic model's keyword arguments (``perturbation``, ``normalize``) from the options."""
+    if record_dtype is not None and not record_updates:
+        raise ConfigError("--record-dtype applies to recorded updates; add --record-updates or drop --record-dtype")
+    if record_dtype is not None and record_dtype not in DTYPES:
+        raise ConfigError(f"--record-dtype must be one of {', '.join(DTYPES)}, got {record_dtype!r}")
+    sisa_spec = SisaSpec.parse(sisa) if isinstance(sisa, str) else sisa
+    head_kwargs = {**({} if perturbation is None else {"perturbation": perturbation}),
+                   **({"normalize": True} if unit_norm else {})}
+    if (head_kwargs or features_from) and model_name not in ("linear", "logistic"):
+        raise ConfigError("--perturbation, --unit-norm and --features-from apply to the linear and logistic models; "
+                          "add --model logistic (or linear)")
+    if features_from is not None and (sisa_spec is not None or record_updates):
+        raise ConfigError("--features-from trains one linear head; it does not combine with --sisa or --record-updates")
+    return sisa_spec, head_kwargs
 
 
 def _train_sisa(bundle: DatasetBundle, model_name: str, config: TrainConfig, spec: SisaSpec | str, model_kwargs: dict,

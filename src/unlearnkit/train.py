@@ -30,7 +30,7 @@ from unlearnkit.errors import ConfigError, TrainingDivergedError, UnlearnError
 
 OPTIMIZERS = ("sgd", "adam")
 # Full batch, float64, to the optimum of the L2-regularised loss (weight_decay = lambda): the linear and logistic
-# models only (unlearnkit.linear), for exact retraining and certified removal.
+# models only (unlearnkit.models.convex), for exact retraining and certified removal.
 FULL_BATCH_OPTIMIZERS = ("lbfgs",)
 SCHEDULES = ("cosine", "constant")
 
@@ -169,7 +169,7 @@ def fit(
         on_epoch: called with (epoch, mean loss) after every epoch.
         should_stop: checked before every step; True ends training early (e.g. a time budget).
         after_step: called after every optimizer step with (step number from 0, the ids of that batch, the model),
-            e.g. :class:`unlearnkit.updates.UpdateRecorder`; it must not touch the model or the random generators.
+            e.g. :class:`unlearnkit.exact.updates.UpdateRecorder`; it must not touch the model or the random generators.
 
     Example:
         >>> from unlearnkit.data import load_dataset
@@ -180,7 +180,7 @@ def fit(
     if len(dataset) == 0:
         raise ConfigError("cannot train on an empty dataset; check the forget spec and --train-size")
     if config.optimizer == "lbfgs" or getattr(model, "objective", None) == "squared":
-        from unlearnkit.linear import fit_to_optimum  # linear/logistic: to the optimum (least squares: only so)
+        from unlearnkit.models.convex import fit_to_optimum  # linear/logistic: to the optimum (least squares: only so)
 
         if after_step is not None:
             raise ConfigError("optimizer lbfgs takes full-batch steps, none to record; drop --record-updates")

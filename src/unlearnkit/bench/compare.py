@@ -13,11 +13,11 @@ import torch
 
 from unlearnkit.data import DatasetBundle, select, shrink_train
 from unlearnkit.errors import ConfigError
-from unlearnkit.evaluate import Report, evaluate
+from unlearnkit.evaluation import Report, evaluate
 from unlearnkit.methods import METHODS
 from unlearnkit.runs import TrainedModel, train_model
 from unlearnkit.train import TrainConfig
-from unlearnkit.unlearn import UnlearnResult, unlearn
+from unlearnkit.unlearning import UnlearnResult, unlearn
 
 # What `compare` trains when the user does not say, per dataset, where the plain training recipe would not
 # memorise. On all 60,000 Fashion-MNIST images the cnn generalises (3 epochs: train 92% vs test 90%), so a

@@ -25,13 +25,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from unlearnkit.bench.references import retrained_models
 from unlearnkit.data import ForgetSplit, IndexedDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.metrics.forget_quality import forget_quality, logit_scaled_confidence, neurips_score
 from unlearnkit.metrics.mia import u_lira
-from unlearnkit.references import retrained_models
 from unlearnkit.train import TrainConfig, predict_logits, show_progress
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 # Seeds of the two reference populations, apart from the method's seeds 0..N-1: the `retrain` method with
 # seed s trains exactly the reference with seed s, and identical populations would score a perfect F that

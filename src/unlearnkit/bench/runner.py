@@ -24,13 +24,13 @@ from unlearnkit.bench.config import BenchConfig, DatasetEntry
 from unlearnkit.bench.store import ResultStore, cell_key, default_url
 from unlearnkit.data import load_dataset, select
 from unlearnkit.errors import ConfigError, DataError
-from unlearnkit.evaluate import evaluate
+from unlearnkit.evaluation import evaluate
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import CheckpointMeta
 from unlearnkit.ray_session import ray_session
 from unlearnkit.runs import data_meta, train_model
 from unlearnkit.train import TrainConfig, default_recipe, show_progress
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 
 @dataclass(frozen=True)

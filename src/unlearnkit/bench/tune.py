@@ -31,12 +31,12 @@ from unlearnkit.bench.config import BenchConfig
 from unlearnkit.bench.runner import original_model, short_digest
 from unlearnkit.data import select
 from unlearnkit.errors import ConfigError, UnlearnError
-from unlearnkit.evaluate import evaluate
+from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import METHODS, get_method
 from unlearnkit.methods.space import Choice
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
 from unlearnkit.train import show_progress
-from unlearnkit.unlearn import unlearn
+from unlearnkit.unlearning import unlearn
 
 OBJECTIVE = "gap.average"
 TUNING_SEED_OFFSET = 1000  # the default tuning seed: the config's largest seed + 1000

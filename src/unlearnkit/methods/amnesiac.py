@@ -2,7 +2,7 @@
 
 Graves, Nagisetty and Ganesh, "Amnesiac Machine Learning", AAAI 2021. During training
 (``unlearn train --record-updates``) every optimizer step's parameter change is stored with the ids of
-its batch (:mod:`unlearnkit.updates`). To forget, the changes of the batches that held a forget id are
+its batch (:mod:`unlearnkit.exact.updates`). To forget, the changes of the batches that held a forget id are
 subtracted from the final weights, and a brief round of training on the retain set repairs the damage
 the subtraction does to what the other batches built on top of those updates.
 
@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from unlearnkit.errors import CheckpointError, ConfigError
+from unlearnkit.exact.updates import check_matches, read_updates, state_fingerprint, updates_dir
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.models.checkpoint import read_sidecar
 from unlearnkit.train import batches
-from unlearnkit.updates import check_matches, read_updates, state_fingerprint, updates_dir
 
 # Above this share of subtracted steps the model is thrown back close to its initial weights (typical of
 # class forgetting: almost every shuffled batch holds a sample of the class), and the repair does the work.

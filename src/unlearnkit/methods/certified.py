@@ -2,7 +2,7 @@
 
 One Newton step on the remaining data removes the forget set from a ``linear`` or ``logistic`` model trained to
 its optimum (``unlearn train --model logistic``). The step leaves a gradient residual on the remaining data that
-the paper bounds (Corollary 1; unlearnkit.linear computes it); the bounds of successive removals add up in the
+the paper bounds (Corollary 1; unlearnkit.exact.linear computes it); the bounds of successive removals add up in the
 checkpoint history, and once their total passes the budget the model is retrained from scratch on the remaining
 data instead (the paper's repeated-removal algorithm). For least squares (``linear``) the step is exact and the
 bound is 0.
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from unlearnkit.errors import ConfigError, DataError
-from unlearnkit.linear import (
+from unlearnkit.exact.linear import (
     AT_OPTIMUM,
     epsilon_spent,
     frozen_features,

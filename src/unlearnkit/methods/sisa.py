@@ -3,7 +3,7 @@
 Bourtoule et al., "Machine Unlearning", IEEE S&P 2021. The checkpoint must come from
 ``unlearn train --sisa shards=S,slices=R``; each shard holding a forget id is retrained from the weights saved
 before its earliest affected slice, so the result equals SISA training without the forget set, weight for
-weight on the CPU. The core lives in :mod:`unlearnkit.sisa`; ``forget --json`` reports ``retrained_shards``
+weight on the CPU. The core lives in :mod:`unlearnkit.exact.sisa`; ``forget --json`` reports ``retrained_shards``
 and ``retrained_slices``.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from unlearnkit.exact.sisa import check_matches, forget_sisa, load_sisa
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.sisa import check_matches, forget_sisa, load_sisa
 
 
 @register

@@ -185,7 +185,7 @@ class FrozenFeatures(nn.Module):
 class LinearHead(nn.Module):
     """One linear layer, the ``classifier``, on fixed features: the flattened input or a ``FrozenFeatures`` network.
 
-    The convex models behind certified removal (unlearnkit.linear, method ``certified``). The head's weights are
+    The convex models behind certified removal (unlearnkit.exact.linear, method ``certified``). The head's weights are
     float64, so a model trained to its optimum stays there through a save and a load (float32 rounding alone
     would leave a gradient that spoils the removal bound); logits come out in float32 like every other model's.
     ``perturbation`` is the standard deviation sigma of the loss-perturbation vector ``b`` of Guo et al. (ICML

@@ -1,0 +1,298 @@
+"""Commands on single models and checkpoints: ``datasets``, ``methods``, ``train``, ``forget``, ``evaluate``.
+
+    unlearn train --dataset fashion-mnist --model cnn --epochs 3 --out runs/fm/original
+    unlearn forget --checkpoint runs/fm/original --forget class:7 --method gradient-ascent --out runs/fm/ga
+    unlearn evaluate --checkpoint runs/fm/ga --forget class:7 --reference runs/fm/retrain --json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from unlearnkit.cli.common import (
+    BatchOpt,
+    DataDirOpt,
+    DatasetOpt,
+    DeviceOpt,
+    EpochsOpt,
+    ForgetOpt,
+    JsonOpt,
+    LrOpt,
+    ModelOpt,
+    OptimOpt,
+    ProgressOpt,
+    ScheduleOpt,
+    SeedOpt,
+    SubjectsOpt,
+    TrainSizeOpt,
+    WdOpt,
+    emit_json,
+    load_bundle,
+    out_console,
+    parse_params,
+    resolve_model_name,
+    status,
+    train_recipe,
+    warn,
+)
+
+
+def datasets(as_json: JsonOpt = False) -> None:
+    """List the data sources, where each reads its files from, and whether they are present here."""
+    from unlearnkit.data import SOURCES
+
+    rows = []
+    for source in SOURCES.values():
+        present = source.embedded or (source.default_dir is not None and Path(source.default_dir).is_dir())
+        rows.append({
+            "name": source.name, "summary": source.summary, "default_dir": source.default_dir,
+            "available": present, "default_model": source.default_model,
+            "how_to_get": source.how_to_get or "embedded (scikit-learn)",
+        })
+    if as_json:
+        return emit_json(rows)
+    from rich.table import Table
+
+    table = Table(title="datasets")
+    for col in ("name", "summary", "available", "default model"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["summary"], "yes" if r["available"] else "needs --data-dir", r["default_model"])
+    out_console.print(table)
+
+
+
+def methods(as_json: JsonOpt = False) -> None:
+    """List the unlearning methods with their flags and hyperparameters (defaults)."""
+    from unlearnkit.methods import METHODS
+
+    rows = [{
+        "name": cls.name, "summary": cls.summary, "reference": cls.reference, "exact": cls.exact,
+        "certified": cls.certified, "requires": cls.requires, "needs_retain": cls.needs_retain,
+        "needs_forget": cls.needs_forget, "params": cls.params(),
+    } for cls in METHODS.values()]
+    if as_json:
+        return emit_json(rows)
+    from rich.table import Table
+
+    table = Table(title="methods")
+    for col in ("name", "exact", "summary", "params"):
+        table.add_column(col)
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
+        table.add_row(r["name"], "yes" if r["exact"] else "", r["summary"], params)
+    out_console.print(table)
+
+
+
+def train(
+    out: Annotated[str, typer.Option("--out", "-o", help="Checkpoint path: writes OUT.safetensors + OUT.json.")],
+    dataset: DatasetOpt = "digits",
+    model: ModelOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    optimizer: OptimOpt = None,
+    schedule: ScheduleOpt = None,
+    weight_decay: WdOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights and the batch order.")] = 0,
+    data_dir: DataDirOpt = None,
+    subjects: SubjectsOpt = None,
+    train_size: TrainSizeOpt = None,
+    label: Annotated[str | None, typer.Option("--label", help="tabular: the label column.")] = None,
+    id_column: Annotated[str | None, typer.Option("--id-column", help="tabular: stable sample ids.")] = None,
+    subject_column: Annotated[str | None, typer.Option("--subject-column", help="tabular: data owners.")] = None,
+    attribute: Annotated[list[str], typer.Option("--attribute", help="tabular: attribute column (repeat).")] = [],  # noqa: B006
+    device: DeviceOpt = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint at --out.")] = False,
+    perturbation: Annotated[float | None, typer.Option(
+        "--perturbation", help="linear/logistic: std sigma of the random loss term b.w/n that gives certified "
+        "removal its (epsilon, delta) guarantee (default 0: none).")] = None,
+    features_from: Annotated[str | None, typer.Option(
+        "--features-from", help="linear/logistic: train the head on the frozen penultimate features of this "
+        "checkpoint's network (same input shape; ideally trained on other, public data).")] = None,
+    unit_norm: Annotated[bool, typer.Option(
+        "--unit-norm", help="linear/logistic: scale each feature vector to unit L2 norm, as Guo et al. do; makes "
+        "the certified removal bound far tighter.")] = False,
+    record_updates: Annotated[bool, typer.Option(
+        "--record-updates", help="Store each batch's parameter update and ids in OUT.updates/ (for amnesiac).",
+    )] = False,
+    record_dtype: Annotated[str | None, typer.Option(
+        "--record-dtype", help="float32 (default) or float16 (half the storage, rounded updates).")] = None,
+    sisa: Annotated[str | None, typer.Option(
+        "--sisa", help="Train a SISA ensemble, e.g. shards=5,slices=3; optional keys, comma-joined: "
+        "aggregate=vote|softmax, by=ids|subjects, threads=N. Slice weights go to OUT.sisa/ (forget with "
+        "--method sisa).")] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="With --sisa: local, or ray (one Ray task per shard).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --executor ray: an existing Ray cluster (default: start a local Ray).")] = None,
+    progress: ProgressOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model and save it as a checkpoint (weights + JSON sidecar with data and recipe)."""
+    from unlearnkit.exact.sisa import sisa_dir, sisa_state
+    from unlearnkit.exact.updates import summary_bytes
+    from unlearnkit.runs import check_train_options, refuse_overwrite, save_model, train_model
+    from unlearnkit.train import accuracy_on
+
+    sisa_spec, head_kwargs = check_train_options(
+        resolve_model_name(dataset, model), sisa=sisa, record_updates=record_updates, record_dtype=record_dtype,
+        perturbation=perturbation, unit_norm=unit_norm, features_from=features_from,
+    )  # bad flags fail before the data loads
+    refuse_overwrite(out, force)
+    tabular = {"label": label, "id_column": id_column, "subject_column": subject_column,
+               "attribute_columns": attribute} if dataset == "tabular" else {}
+    bundle = load_bundle(dataset, data_dir, subjects, train_size, **tabular)
+    name = resolve_model_name(dataset, model)
+    config = train_recipe(dataset, name, seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                          schedule=schedule, weight_decay=weight_decay)
+    if not as_json:
+        shards = "" if sisa_spec is None else f" as {sisa_spec.shards} SISA shards x {sisa_spec.slices} slices"
+        status(f"training {name} on {dataset} ({len(bundle.train)} samples, {config.epochs} epochs){shards}")
+    trained = train_model(bundle, name, config, model_kwargs=head_kwargs, device=device, progress=progress,
+                          record_updates=out if record_updates else None, record_dtype=record_dtype or "float32",
+                          sisa=sisa_spec, executor=executor, ray_address=ray_address, features_from=features_from,
+                          on_warning=warn)
+    sidecar = save_model(out, trained.model, trained.meta)
+    summary = {
+        "checkpoint": str(sidecar.with_suffix("")), "dataset": dataset, "model": name,
+        "train_accuracy": round(accuracy_on(trained.model, bundle.train), 6),
+        "test_accuracy": round(accuracy_on(trained.model, bundle.test), 6),
+        "seconds": round(trained.seconds, 3), "train_config": config.to_dict(),
+    }
+    if trained.updates is not None:
+        summary["updates"] = trained.updates.storage()
+    if sisa_spec is not None:
+        summary["sisa"] = {**sisa_spec.to_dict(), "dir": str(sisa_dir(out)),
+                           "shard_sizes": sisa_state(trained.model).assignment.shard_sizes()}
+    if as_json:
+        return emit_json(summary)
+    out_console.print(
+        f"saved {summary['checkpoint']} ({name} on {dataset}): train accuracy {summary['train_accuracy']:.4f}, "
+        f"test accuracy {summary['test_accuracy']:.4f}, {summary['seconds']:.1f}s",
+        markup=False, soft_wrap=True,
+    )
+    if trained.updates is not None:
+        store = summary["updates"]
+        out_console.print(
+            f"recorded {store['batches']} batch updates ({store['dtype']}) in {store['dir']}: "
+            f"{summary_bytes(store['bytes'])}, {store['ratio_to_model']:g}x the model's "
+            f"{summary_bytes(store['model_bytes'])}",
+            markup=False, soft_wrap=True,
+        )
+    if sisa_spec is not None:
+        sizes = summary["sisa"]["shard_sizes"]
+        out_console.print(
+            f"SISA: {sisa_spec.shards} shards ({min(sizes)}-{max(sizes)} samples) x {sisa_spec.slices} slices by "
+            f"{sisa_spec.by}, {sisa_spec.aggregate} aggregate; slice weights in {summary['sisa']['dir']}",
+            markup=False, soft_wrap=True,
+        )
+
+
+
+def forget(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The trained model to unlearn from.")],
+    forget_spec: ForgetOpt,
+    out: Annotated[str, typer.Option("--out", "-o", help="Where to save the unlearned checkpoint.")],
+    method: Annotated[str, typer.Option("--method", help="Unlearning method (`unlearn methods`).")] = "finetune",
+    param: Annotated[
+        list[str], typer.Option("--param", "-p", help="Method hyperparameter KEY=VALUE (repeat).")
+    ] = [],  # noqa: B006
+    seed: SeedOpt = 0,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint at --out.")] = False,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="Methods that fan out (sisa): local, or ray (one Ray task per shard).")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --executor ray: an existing Ray cluster (default: start a local Ray).")] = None,
+    progress: ProgressOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the forget set's influence from a checkpoint and save the result (with its history)."""
+    from unlearnkit.runs import forget_checkpoint, refuse_overwrite, save_unlearned
+    from unlearnkit.train import accuracy_on
+
+    refuse_overwrite(out, force)
+    params = parse_params(param)
+    # the method's own executor / ray_address parameters; a method without them refuses them by name
+    params.update({k: v for k, v in (("executor", executor), ("ray_address", ray_address)) if v is not None})
+    if not as_json:
+        status(f"forgetting {forget_spec} from {checkpoint} with {method}")
+    result, split, ckpt, bundle = forget_checkpoint(
+        checkpoint, forget_spec, method, params=params, seed=seed, device=device,
+        data_dir=data_dir, progress=progress,
+    )
+    sidecar = save_unlearned(out, result, split, ckpt)
+    summary = {
+        "checkpoint": str(sidecar.with_suffix("")), "method": result.method, "config": result.config,
+        "forget": split.spec, "seed": seed, "n_forget": len(split.forget), "n_retain": len(split.retain),
+        "seconds": round(result.seconds, 4), "notes": result.notes, **result.info,
+        "forget_accuracy": round(accuracy_on(result.model, split.forget), 6),
+        "retain_accuracy": round(accuracy_on(result.model, split.retain), 6),
+        "test_accuracy": round(accuracy_on(result.model, bundle.test), 6),
+    }
+    if as_json:
+        return emit_json(summary)
+    out_console.print(
+        f"saved {summary['checkpoint']}: {result.method} forgot {len(split.forget)} samples in "
+        f"{result.seconds:.2f}s; forget/retain/test accuracy {summary['forget_accuracy']:.4f} / "
+        f"{summary['retain_accuracy']:.4f} / {summary['test_accuracy']:.4f}",
+        markup=False, soft_wrap=True,
+    )
+    for note in result.notes:
+        out_console.print(f"  note: {note}", markup=False, soft_wrap=True)
+
+
+
+def evaluate(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The model to judge.")],
+    forget_spec: ForgetOpt,
+    reference: Annotated[
+        str | None, typer.Option("--reference", "-r", help="Retrained checkpoint to compare against.")
+    ] = None,
+    original: Annotated[
+        str | None, typer.Option("--original", help="The checkpoint before unlearning: adds the weight distance to it.")
+    ] = None,
+    relearn: Annotated[
+        bool, typer.Option("--relearn", help="Also measure relearn time on the forget set (needs --original).")
+    ] = False,
+    seed: SeedOpt = 0,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
+    per_sample: Annotated[
+        str | None, typer.Option("--per-sample", help="Also write per-sample values (JSON) to this file.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure forget/retain/test accuracy and membership inference, and the gap to a retrained reference."""
+    from unlearnkit.runs import evaluate_checkpoint
+
+    report, split, warnings = evaluate_checkpoint(
+        checkpoint, forget_spec, reference=reference, original=original, relearn=relearn, seed=seed, device=device,
+        data_dir=data_dir,
+    )
+    for warning in warnings:
+        warn(warning)
+    if per_sample:
+        Path(per_sample).parent.mkdir(parents=True, exist_ok=True)
+        full = report.to_json(per_sample=True)
+        Path(per_sample).write_text(json.dumps({
+            **full["per_sample"], "had_reference": full["had_reference"], "not_computed": full["not_computed"],
+        }) + "\n")
+    if as_json:
+        return emit_json(report.to_json())
+    if markdown:
+        sys.stdout.write(report.to_markdown())
+        return
+    title = f"{escape(checkpoint)} / forget {escape(split.spec)} ({len(split.forget)} samples)"
+    out_console.print(report.rich_table(title=title))
+
