@@ -28,8 +28,8 @@ from unlearnkit.metrics.divergence import (
     kl_divergence_per_sample,
     zrf_score,
 )
-from unlearnkit.relearn import RelearnResult, relearn_time
 from unlearnkit.models import build_model
+from unlearnkit.relearn import RelearnResult, relearn_time
 from unlearnkit.train import accuracy_on, fit
 
 

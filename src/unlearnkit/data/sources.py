@@ -27,6 +27,7 @@ import torch
 
 from unlearnkit.data.dataset import DatasetBundle, IndexedDataset
 from unlearnkit.errors import ConfigError, DataError
+from unlearnkit.registry import Registry
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
@@ -48,20 +49,15 @@ class DataSource:
     embedded: bool = False  # ships with a dependency: no directory needed
 
 
-SOURCES: dict[str, DataSource] = {}
+SOURCES: Registry[DataSource] = Registry("dataset", listing="unlearn datasets")
 
 
 def register_source(source: DataSource) -> DataSource:
-    if source.name in SOURCES:
-        raise ValueError(f"dataset source {source.name!r} is already registered")
-    SOURCES[source.name] = source
-    return source
+    return SOURCES.add(source.name, source)
 
 
 def get_source(name: str) -> DataSource:
-    if name not in SOURCES:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(SOURCES))}")
-    return SOURCES[name]
+    return SOURCES.get(name)
 
 
 def load_dataset(

@@ -1,8 +1,9 @@
 """Unlearning methods, one file each, registered by name in ``METHODS``.
 
-Importing this package registers every built-in method: the three foundation methods first (the
-exact reference and the two classic baselines), then every other module in this folder in name
-order. Modules whose name starts with ``_`` and the helper modules below are not methods.
+Importing this package imports every module in this folder: the three foundation methods first (the exact
+reference and the two classic baselines), then the rest in name order. A module is a method because its class
+is decorated with ``@register``, not because of its file: helper modules (``base``, ``loops``, ``layers``,
+``losses``, ``space``) register nothing, so no list of them is kept here.
 """
 
 import importlib
@@ -10,11 +11,10 @@ import pkgutil
 
 from unlearnkit.methods.base import METHODS, Budget, Method, UnlearnTask, get_method, register
 
-_HELPERS = {"base", "loops", "layers", "losses", "space"}
 _FIRST = ("retrain", "finetune", "gradient_ascent")  # the exact reference, then the two classic baselines
 
 for _name in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
-    if not _name.startswith("_") and _name not in _HELPERS:
+    if not _name.startswith("_"):
         importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = ["METHODS", "Budget", "Method", "UnlearnTask", "get_method", "register"]

@@ -25,6 +25,7 @@ from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.data.select import ForgetSplit
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.space import Space
+from unlearnkit.registry import Registry
 from unlearnkit.train import TrainConfig
 
 
@@ -184,7 +185,7 @@ def _coerce(method: str, key: str, value, hint) -> object:
     return value
 
 
-METHODS: dict[str, type[Method]] = {}
+METHODS: Registry[type[Method]] = Registry("method", listing="unlearn methods")
 
 
 def register(cls: type[Method]) -> type[Method]:
@@ -194,14 +195,9 @@ def register(cls: type[Method]) -> type[Method]:
             raise TypeError(f"{cls.__name__} must set the class attribute {attr!r}")
     if not dataclasses.is_dataclass(cls.Config):
         raise TypeError(f"{cls.__name__}.Config must be a dataclass")
-    if cls.name in METHODS:
-        raise ValueError(f"method {cls.name!r} is already registered (by {METHODS[cls.name].__name__})")
-    METHODS[cls.name] = cls
-    return cls
+    return METHODS.add(cls.name, cls)
 
 
 def get_method(name: str) -> type[Method]:
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(sorted(METHODS))} (`unlearn methods`)")
-    return METHODS[name]
+    return METHODS.get(name)
 

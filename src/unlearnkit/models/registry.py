@@ -21,6 +21,7 @@ from unlearnkit.models.architectures import (
     ResNet18,
     ShardEnsemble,
 )
+from unlearnkit.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,11 @@ class ModelEntry:
         return {k: p.default for k, p in sig.parameters.items() if k not in ("input_shape", "num_classes")}
 
 
-MODELS: dict[str, ModelEntry] = {}
+MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, builder: Callable[..., nn.Module], summary: str) -> None:
-    if name in MODELS:
-        raise ValueError(f"model {name!r} is already registered")
-    MODELS[name] = ModelEntry(name, builder, summary)
+    MODELS.add(name, ModelEntry(name, builder, summary))
 
 
 register_model("mlp", MLP, "multi-layer perceptron on flattened inputs (hidden=(256, 128))")
@@ -110,9 +109,7 @@ def build_model(name: str, spec: DataSpec, *, seed: int = 0, **kwargs) -> nn.Mod
         >>> from unlearnkit.data import DataSpec
         >>> model = build_model("mlp", DataSpec((1, 8, 8), 10), seed=0, hidden=(64,))
     """
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    entry = MODELS[name]
+    entry = MODELS.get(name)
     unknown = set(kwargs) - set(entry.params())
     if unknown:
         raise ConfigError(
