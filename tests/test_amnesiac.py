@@ -307,8 +307,8 @@ def test_refuses_damaged_updates(digits, tmp_path):
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"repair_epochs": -1}, "repair_epochs must be >= 0"),
-    ({"lr_scale": 0.0}, "lr_scale must be > 0"),
+    ({"repair_epochs": -1}, r"^parameter 'repair_epochs' of method 'amnesiac' must be an int in \[0, inf\), got -1$"),
+    ({"lr_scale": 0.0}, r"^parameter 'lr_scale' of method 'amnesiac' must be a float in \(0, inf\), got 0.0$"),
 ])
 def test_bad_config(params, message):
     from unlearnkit.methods import get_method

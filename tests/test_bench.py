@@ -318,3 +318,68 @@ def test_neurips_metric_in_bench_and_report(tmp_path):
     text = md.read_text()
     assert "neurips.forget_quality" in text and "neurips.score" in text
     assert (tmp_path / "report-0-epsilons.png").stat().st_size > 1000
+
+
+# --- data options ---------------------------------------------------------------------------------
+def shifted(options: dict, **changes) -> dict:
+    """TINY on the test source ``shifted-digits`` (tests/conftest.py) with these data options."""
+    return with_(datasets__name="shifted-digits", datasets__options=options, **changes)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"options": {"nope": 1}}, r"^\[\[datasets\]\] #1: dataset 'digits' takes no options key \(got 'nope'\); "
+                                   r"it has no options$"),
+        ({"name": "shifted-digits", "options": {"nope": 1}},
+         r"^\[\[datasets\]\] #1: dataset 'shifted-digits' has no options key 'nope'; valid keys: shift, noise, flip, "
+         r"pad$"),
+        ({"name": "shifted-digits", "options": {"shift": 9}},
+         r"^\[\[datasets\]\] #1: dataset 'shifted-digits': options key shift=9 is invalid; shift must be an integer "
+         r"in \[0, 7\]$"),
+        ({"name": "shifted-digits", "options": {"flip": 1}}, r"flip=1 is invalid; flip must be true or false"),
+        ({"name": "shifted-digits", "options": "shift=2"}, r"options must be a table of the source's data options"),
+    ],
+)
+def test_data_option_errors_name_the_entry_and_the_valid_keys(shifted_digits_source, entry, message):
+    data = with_(**{f"datasets__{k}": v for k, v in entry.items()})
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_data_options_are_filled_and_part_of_the_dataset_key(shifted_digits_source):
+    entry = parse_config(shifted({"shift": 2, "noise": 0})).datasets[0]
+    assert entry.options == {"shift": 2, "noise": 0.0, "flip": False, "pad": "wrap"}
+    assert json.loads(entry.key)["options"] == entry.options
+    keys = {parse_config(shifted(o)).datasets[0].key for o in ({"shift": 1}, {"shift": 2}, {"flip": True})}
+    assert len(keys) == 3
+    assert parse_config(shifted({})).datasets[0].key == parse_config(shifted({"shift": 0, "pad": "wrap"})
+                                                                     ).datasets[0].key  # defaults are the same data
+    assert parse_config(shifted({"shift": "2"})).datasets[0].options["shift"] == 2  # as on the command line
+    plain = parse_config(TINY).datasets[0]
+    assert plain.options == {} and "options" not in json.loads(plain.key)  # keys of option-less sources unchanged
+
+
+def test_entries_differing_only_in_options_train_their_own_originals(shifted_digits_source, tmp_path):
+    """Two [[datasets]] entries that differ only in their data options: each gets its own original, reference and
+    rows, built from its own data (the ids and labels are the same: only the options tell the data apart)."""
+    from unlearnkit.data import load_dataset
+    from unlearnkit.models import load_checkpoint
+
+    data = shifted({"shift": 1}, bench__seeds=[0], datasets__forget=["class:3"], methods={"finetune": {"epochs": 1}})
+    data["datasets"].append({**data["datasets"][0], "options": {"shift": 3, "pad": "zero"}})
+    config = parse_config(data)
+    result = run_bench(config, tmp_path, device="cpu", progress=False)
+    assert result.ran == 4  # (retrain + finetune) per entry: nothing shared
+    originals = sorted((tmp_path / "models").glob("original-*.json"))
+    retrains = sorted((tmp_path / "models").glob("retrain-*.json"))
+    assert len(originals) == 2 and len(retrains) == 2
+    stored = {json.dumps(json.loads(p.read_text())["data"]["options"]["data_options"], sort_keys=True): p
+              for p in originals}
+    for entry in config.datasets:
+        path = stored[json.dumps(entry.options, sort_keys=True)]
+        bundle = load_dataset(entry.name, train_size=entry.train_size, data_options=entry.options)
+        assert load_checkpoint(path.with_suffix("")).data["fingerprint"] == bundle.train.fingerprint()
+    assert len({r["dataset"] for r in result.store.rows()}) == 2
+    again = run_bench(config, tmp_path, resume=True, device="cpu", progress=False)
+    assert (again.ran, again.skipped) == (0, 4)

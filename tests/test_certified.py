@@ -348,10 +348,14 @@ def test_refuses_nan_weights_features_and_parameters(digits, logistic, logistic_
     dirty.retain.x[0, 0, 0, 0] = float("nan")
     with pytest.raises(DataError, match="features contain NaN or inf; clean the data"):
         certified(logistic, dirty, RECIPE, logistic_ckpt)
-    for key, value, message in [("removal_budget", "nan", "'removal_budget' of 'certified' must be a number >= 0"),
-                                ("removal_budget", "-1", "'removal_budget' of 'certified' must be a number >= 0"),
-                                ("epsilon", "0", "'epsilon' of 'certified' must be positive"),
-                                ("delta", "nan", r"'delta' of 'certified' must lie in \(0, 1\)")]:
+    for key, value, message in [
+        ("removal_budget", "nan", r"'removal_budget' of method 'certified' must be a float in "
+                                   r"\[0, inf\) or None, got nan"),
+        ("removal_budget", "-1", r"'removal_budget' of method 'certified' must be a float in "
+                                  r"\[0, inf\) or None, got -1.0"),
+        ("epsilon", "0", r"'epsilon' of method 'certified' must be a float in \(0, inf\), got 0.0"),
+        ("delta", "nan", r"'delta' of method 'certified' must be a float in \(0, 1\), got nan"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             certified(logistic, split, RECIPE, logistic_ckpt, **{key: value})
 

@@ -10,6 +10,7 @@ Run: .venv/bin/python -m pytest tests/test_cli.py -q
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,16 +20,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import typer
+from scipy.spatial.distance import jensenshannon
 from typer.testing import CliRunner, Result
 
 from unlearnkit import cli
 from unlearnkit.cli import app
-from unlearnkit.data import load_dataset
+from unlearnkit.data import load_dataset, select
 from unlearnkit.evaluation import BASE_METRICS
 from unlearnkit.methods import METHODS
+from unlearnkit.models import load_checkpoint
+from unlearnkit.train import predict_logits
 
 CPU = ("--device", "cpu")
 QUIET = ("--device", "cpu", "--no-progress")
@@ -69,6 +74,20 @@ def fails(capsys, *args: str) -> str:
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, f"expected one error line, got stderr:\n{err}"
     return errors[0]
+
+
+def original_forget_accuracy(checkpoint: Path) -> float:
+    """The checkpoint's accuracy on the class:3 forget set (all 3s), computed here, not by the CLI."""
+    split = select(load_dataset("digits").train, "class:3", seed=0)
+    logits = predict_logits(load_checkpoint(checkpoint).model, split.forget, device="cpu")
+    return float((logits.argmax(dim=1) == split.forget.y).double().mean())
+
+
+def config_defaults(method: str) -> dict:
+    """A method's hyperparameter defaults read from its Config dataclass's fields, as JSON gives them back."""
+    fields = dataclasses.fields(METHODS[method].Config)
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in fields}
+    return json.loads(json.dumps(defaults))
 
 
 def sha256(path: Path) -> str:
@@ -158,13 +177,14 @@ HELP_OPTIONS = {
     "train": ["--out", "--dataset", "--model", "--epochs", "--lr", "--seed", "--force", "--device", "--json"],
     "forget": ["--checkpoint", "--forget", "--method", "--param", "--out", "--seed", "--force", "--json"],
     "evaluate": ["--checkpoint", "--forget", "--reference", "--original", "--relearn", "--seed", "--per-sample",
-                 "--markdown", "--json"],
+                 "--force", "--markdown", "--json"],
     "neurips": ["--checkpoint", "--forget", "--method", "--models", "--param", "--calibration", "--cache-dir",
-                "--no-cache", "--json"],
-    "compare": ["--dataset", "--forget", "--methods", "--epochs", "--seed", "--markdown", "--save", "--json"],
+                "--no-cache", "--save", "--force", "--json"],
+    "compare": ["--dataset", "--forget", "--methods", "--epochs", "--seed", "--markdown", "--save", "--force",
+                "--json"],
     "demo": ["--forget", "--seed", "--device"],
     "bench": ["--out", "--resume", "--db", "--executor", "--ray-address", "--overlay", "--device", "--json"],
-    "tune": ["--method", "--config", "--trials", "--out", "--seed", "--write", "--timeout", "--json"],
+    "tune": ["--method", "--config", "--trials", "--out", "--seed", "--write", "--timeout", "--force", "--json"],
     "report": ["--db"],
 }
 
@@ -198,7 +218,8 @@ def test_methods_json():
         assert isinstance(row["summary"], str) and row["summary"]
         assert isinstance(row["reference"], str) and row["reference"]
         assert isinstance(row["exact"], bool)
-        assert isinstance(row["params"], dict)
+        # the defaults of the method's Config, read field by field (JSON turns tuples into lists)
+        assert row["params"] == config_defaults(row["name"]), row["name"]
     assert by_name["retrain"]["exact"] is True
     assert by_name["finetune"]["exact"] is False
     assert by_name["gradient-ascent"]["exact"] is False
@@ -254,7 +275,7 @@ def test_forget_json_and_history(forgotten, original, class3_ids, method):
     assert summary["forget"] == "class:3" and summary["seed"] == 0
     assert summary["n_forget"] == len(class3_ids)
     assert summary["n_retain"] == 1438 - len(class3_ids)
-    assert isinstance(summary["config"], dict)
+    assert summary["config"] == config_defaults(method)  # forget ran without --param: the Config's defaults
     # every method must lose more of the forget set than of the retain set
     assert summary["forget_accuracy"] < summary["retain_accuracy"]
     history = sidecar(out)["history"]
@@ -297,7 +318,14 @@ def test_evaluate_with_reference(forgotten):
     assert set(data["gap"]) == BASE_KEYS | {"average"}
     for key in BASE_KEYS:
         assert data["gap"][key] == pytest.approx(abs(data[key] - data["reference"][key]), abs=2e-6)
-    assert data["js_divergence"] >= 0.0
+    # oracle: SciPy's Jensen-Shannon distance (base 2) squared, per forget sample, between the two checkpoints'
+    # softmax outputs, averaged
+    split = select(load_dataset("digits").train, "class:3", seed=0)
+    p, q = (torch.softmax(predict_logits(load_checkpoint(path).model, split.forget, device="cpu").double(), dim=1)
+            for path in (out, ref))
+    oracle = np.mean([jensenshannon(a, b, base=2) ** 2 for a, b in zip(p.numpy(), q.numpy(), strict=True)])
+    assert oracle > 1e-3  # the two models differ, so a report of 0 would not match
+    assert data["js_divergence"] == pytest.approx(oracle, abs=2e-6)
     # the reference is the retrained model: its forget accuracy is the one forget reported for it
     assert data["reference"]["forget_accuracy"] == forgotten["retrain"][1]["forget_accuracy"]
 
@@ -343,7 +371,13 @@ def test_evaluate_with_original_and_relearn(forgotten, original, tmp_path):
     per_sample = tmp_path / "ps.json"
     data = invoke_json("evaluate", "-c", str(forgotten["gradient-ascent"][0]), "-f", "class:3", "--original",
                        str(original[0]), "--relearn", "--per-sample", str(per_sample), *CPU)
-    assert data["comparison"]["weight_distance_original"] > 0 and data["comparison"]["relearn_steps"] >= 0
+    # oracle: the L2 norm of the difference of every floating-point tensor of the two checkpoints, flattened
+    a, b = (load_checkpoint(path).model.state_dict() for path in (forgotten["gradient-ascent"][0], original[0]))
+    moved = float(torch.sqrt(sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a if a[k].is_floating_point())))
+    assert moved > 0 and data["comparison"]["weight_distance_original"] == pytest.approx(moved, rel=1e-5)
+    # gradient ascent left forget accuracy below the original's, the relearning target: at least one step is needed
+    assert data["forget_accuracy"] < original_forget_accuracy(original[0])
+    assert data["comparison"]["relearn_steps"] >= 1
     assert "reference" not in data
     values = json.loads(per_sample.read_text())
     assert values["had_reference"] is False and "js_divergence" in values["not_computed"]
@@ -511,6 +545,33 @@ def test_forget_refuses_to_overwrite(capsys, original, random_runs):
     line = fails(capsys, "forget", "-c", str(original[0]), "-f", "class:3", "--out", str(out), *QUIET)
     assert f"{out}.json already exists" in line and "--force" in line
     assert pair_digests(out) == before
+
+
+def test_compare_save_refuses_an_existing_file(capsys, tmp_path, original):
+    """`compare --save` onto an existing checkpoint's sidecar is refused before any training, leaving it as it was;
+    with --force the file is replaced by the result, whole."""
+    target = tmp_path / "x.json"
+    shutil.copyfile(pair(original[0])[1], target)
+    before = sha256(target)
+    args = ("compare", "--methods", "finetune", "--forget", "class:3", "--epochs", "1", "--train-size", "300",
+            "--save", str(target), *QUIET)
+    line = fails(capsys, *args)
+    assert f"{target} already exists; choose another path or pass --force to replace it" in line
+    assert sha256(target) == before
+    data = invoke_json(*args, "--force")
+    assert json.loads(target.read_text()) == data and data["forget"] == "class:3"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary file left
+
+
+def test_evaluate_per_sample_refuses_an_existing_file(capsys, tmp_path, original):
+    per_sample = tmp_path / "ps.json"
+    per_sample.write_text("keep me\n")
+    args = ("evaluate", "-c", str(original[0]), "-f", "class:3", "--per-sample", str(per_sample), *CPU)
+    line = fails(capsys, *args)
+    assert f"{per_sample} already exists; choose another path or pass --force to replace it" in line
+    assert per_sample.read_text() == "keep me\n"
+    invoke_ok(*args, "--force")
+    assert {"forget_ids", "forget_loss"} <= set(json.loads(per_sample.read_text()))
 
 
 def test_force_replaces(workdir, original, forgotten):

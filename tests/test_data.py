@@ -191,6 +191,17 @@ def test_fingerprint_ignores_row_order_but_not_content():
     assert len(fps) == 5
 
 
+def test_origin_enters_the_fingerprint_and_follows_subsets():
+    """A derived source's options change features, not ids or labels: its ``origin`` tells such data apart."""
+    ds = small_dataset()
+    a = IndexedDataset(ds.x, ds.y, ds.ids, 3, origin='{"shift":1}')
+    b = IndexedDataset(ds.x, ds.y, ds.ids, 3, origin='{"shift":2}')
+    assert len({ds.fingerprint(), a.fingerprint(), b.fingerprint()}) == 3
+    assert a.subset([5, 3, 1, 0, 2, 4]).fingerprint() == a.fingerprint()
+    assert a.without([10]).origin == a.origin and a.by_ids([11]).origin == a.origin
+    assert a.without([10]).fingerprint() != b.without([10]).fingerprint()
+
+
 # --- digits --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from scipy.spatial.distance import jensenshannon
 from torch import nn
 
 from tests.conftest import DIGITS_RECIPE
-from unlearnkit.data import select
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.metrics.distance import weight_distance, weight_distance_per_tensor
 from unlearnkit.metrics.divergence import (
@@ -186,14 +185,9 @@ def test_weight_distance_rejects_bad_input(a, b, kwargs, message):
 
 
 @pytest.fixture(scope="module")
-def class3(digits):
-    return select(digits.train, "class:3", seed=0)
-
-
-@pytest.fixture(scope="module")
-def retrained_without_3(digits, class3):
+def retrained_without_3(digits, class_split):
     """The exact-unlearning reference: the same recipe and seed on the data without class 3."""
-    return fit(build_model("mlp", digits.spec, seed=0), class3.retain, DIGITS_RECIPE, progress=False, device="cpu")
+    return fit(build_model("mlp", digits.spec, seed=0), class_split.retain, DIGITS_RECIPE, progress=False, device="cpu")
 
 
 def _hide_class(model: nn.Module, forget, label: int) -> nn.Module:
@@ -212,13 +206,14 @@ def _hide_class(model: nn.Module, forget, label: int) -> nn.Module:
     return hidden
 
 
-def test_a_hidden_class_relearns_faster_than_a_retrained_model(digits, digits_model, class3, retrained_without_3):
-    forget = class3.forget
+def test_a_hidden_class_relearns_faster_than_a_retrained_model(digits, digits_model, class_split, retrained_without_3):
+    forget = class_split.forget
     target = accuracy_on(digits_model, forget, device="cpu")
     hidden = _hide_class(digits_model, forget, 3)
     assert target == 1.0
     assert accuracy_on(hidden, forget, device="cpu") == 0.0 == accuracy_on(retrained_without_3, forget, device="cpu")
-    assert accuracy_on(hidden, class3.retain, device="cpu") >= accuracy_on(digits_model, class3.retain, device="cpu")
+    retain = class_split.retain
+    assert accuracy_on(hidden, retain, device="cpu") >= accuracy_on(digits_model, retain, device="cpu")
     kwargs = {"max_steps": 200, "device": "cpu", "seed": 0}
     from_hidden = relearn_time(hidden, forget, target, DIGITS_RECIPE, **kwargs)
     from_retrained = relearn_time(retrained_without_3, forget, target, DIGITS_RECIPE, **kwargs)
@@ -229,31 +224,32 @@ def test_a_hidden_class_relearns_faster_than_a_retrained_model(digits, digits_mo
     assert 2 * from_hidden.steps <= from_retrained.steps
 
 
-def test_relearn_time_is_zero_when_the_target_is_already_met(digits_model, class3):
-    result = relearn_time(digits_model, class3.forget, 1.0, DIGITS_RECIPE, max_steps=5, device="cpu")
+def test_relearn_time_is_zero_when_the_target_is_already_met(digits_model, class_split):
+    result = relearn_time(digits_model, class_split.forget, 1.0, DIGITS_RECIPE, max_steps=5, device="cpu")
     assert result == RelearnResult(steps=0, reached=True, accuracies=(1.0,), checked_at=(0,))
 
 
-def test_relearn_time_never_changes_the_input_and_is_deterministic(digits_model, class3, retrained_without_3):
+def test_relearn_time_never_changes_the_input_and_is_deterministic(digits_model, class_split, retrained_without_3):
     before = copy.deepcopy(retrained_without_3.state_dict())
     training = retrained_without_3.training
-    first = relearn_time(retrained_without_3, class3.forget, 1.0, DIGITS_RECIPE, max_steps=6, device="cpu", seed=3)
-    second = relearn_time(retrained_without_3, class3.forget, 1.0, DIGITS_RECIPE, max_steps=6, device="cpu", seed=3)
+    forget = class_split.forget
+    first = relearn_time(retrained_without_3, forget, 1.0, DIGITS_RECIPE, max_steps=6, device="cpu", seed=3)
+    second = relearn_time(retrained_without_3, forget, 1.0, DIGITS_RECIPE, max_steps=6, device="cpu", seed=3)
     assert first == second
     assert retrained_without_3.training == training
     for key, value in retrained_without_3.state_dict().items():
         assert torch.equal(value, before[key]), key
 
 
-def test_relearn_time_gives_up_at_max_steps_and_checks_every_k(class3, retrained_without_3):
-    result = relearn_time(retrained_without_3, class3.forget, 1.0, DIGITS_RECIPE, max_steps=7, check_every=3,
+def test_relearn_time_gives_up_at_max_steps_and_checks_every_k(class_split, retrained_without_3):
+    result = relearn_time(retrained_without_3, class_split.forget, 1.0, DIGITS_RECIPE, max_steps=7, check_every=3,
                           device="cpu")
     assert not result.reached and result.steps == 7
     assert result.checked_at == (0, 3, 6, 7)
     assert len(result.accuracies) == 4 and all(0.0 <= a < 1.0 for a in result.accuracies)
-    coarse = relearn_time(retrained_without_3, class3.forget, 0.5, DIGITS_RECIPE, max_steps=200, check_every=4,
+    coarse = relearn_time(retrained_without_3, class_split.forget, 0.5, DIGITS_RECIPE, max_steps=200, check_every=4,
                           device="cpu")
-    fine = relearn_time(retrained_without_3, class3.forget, 0.5, DIGITS_RECIPE, max_steps=200, device="cpu")
+    fine = relearn_time(retrained_without_3, class_split.forget, 0.5, DIGITS_RECIPE, max_steps=200, device="cpu")
     assert coarse.reached and coarse.steps % 4 == 0
     assert fine.steps <= coarse.steps < fine.steps + 4
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -271,10 +267,10 @@ def test_relearn_time_gives_up_at_max_steps_and_checks_every_k(class3, retrained
         ({"forget": "empty"}, DataError, "the forget set is empty"),
     ],
 )
-def test_relearn_time_rejects_bad_input(digits_model, class3, kwargs, error, message):
-    args = {"forget": class3.forget, "target_accuracy": 1.0, "max_steps": 5, **kwargs}
+def test_relearn_time_rejects_bad_input(digits_model, class_split, kwargs, error, message):
+    args = {"forget": class_split.forget, "target_accuracy": 1.0, "max_steps": 5, **kwargs}
     if args["forget"] == "empty":
-        args["forget"] = class3.forget.subset([])
+        args["forget"] = class_split.forget.subset([])
     with pytest.raises(error, match=message):
         relearn_time(digits_model, args.pop("forget"), args.pop("target_accuracy"), DIGITS_RECIPE, **args,
                      device="cpu")

@@ -2,7 +2,8 @@
 
 The conv-only methods (targeted-reinit, conv-noise, conv-transpose; ``needs_conv``) run on the shared
 digits ``cnn``, the others on the digits ``mlp``. Each claim test can fail: forget accuracy on ``class:3`` must fall
-to a stated bound while retain accuracy stays within 0.1 of the original's.
+to the retrained model's level (or, for forget-free, to the ceiling its docstring states) while retain accuracy
+stays within 0.1 of the original's.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import DIGITS_RECIPE
-from unlearnkit.data import select
+from tests.conftest import DIGITS_RECIPE, same_state, state_copy
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS, UnlearnTask
 from unlearnkit.methods.layers import conv_layers
@@ -23,24 +23,6 @@ from unlearnkit.train import accuracy_on, predict_logits
 from unlearnkit.unlearning import unlearn
 
 CONV_ONLY = ["targeted-reinit", "conv-noise", "conv-transpose"]
-
-
-def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.fixture(scope="module")
-def class_split(digits):
-    return select(digits.train, "class:3", seed=0)
-
-
-@pytest.fixture(scope="module")
-def random_split(digits):
-    return select(digits.train, "random:0.1", seed=0)
 
 
 def _module(name: str):
@@ -52,20 +34,32 @@ def _run(model, split, name, digits, **kwargs):
     return unlearn(model, split, name, train_config=DIGITS_RECIPE, holdout=digits.test, progress=False, **kwargs)
 
 
-# --- class forgetting claims (bounds measured with seed 0, with room for platform noise) -------------
+# --- class forgetting claims --------------------------------------------------------------------------
 
-# forget-free distils the original's logits, which carry knowledge of the forgotten class (see its
-# docstring), so it only lowers class-3 accuracy (0.63 here at seed 0); the others drive it to ~0.
-CLASS_BOUND = {"forget-free": 0.75, "fanchuan": 0.05, "targeted-reinit": 0.1, "conv-noise": 0.1,
-               "conv-transpose": 0.1}
+# The claim: forgetting class 3 brings forget accuracy to the level of the model retrained without it (the
+# `retrained_forget_accuracy` fixture, ~0), within one class in ten (0.1, what a uniform guess gets right).
+# forget-free is the exception its docstring states: it distils the original's logits, which carry knowledge
+# of the forgotten class, so class:3 forget accuracy falls "to about 0.2-0.7, not reliably to 0"; its bound
+# is the top of that documented range.
+CLASS_METHODS = ["conv-noise", "conv-transpose", "fanchuan", "forget-free", "targeted-reinit"]
+CHANCE = 0.1
+DOCUMENTED_CEILING = {"forget-free": 0.7}
 
 
-@pytest.mark.parametrize("name", sorted(CLASS_BOUND))
-def test_class_forgetting_claim(name, digits, digits_model, digits_cnn, class_split):
+@pytest.fixture(scope="module")
+def retrained_forget_accuracy(digits, digits_model, digits_cnn, class_split):
+    """Forget accuracy on class:3 of the mlp and the cnn retrained without it: the level forgetting aims at."""
+    return {kind: accuracy_on(_run(model, class_split, "retrain", digits, seed=0).model, class_split.forget)
+            for kind, model in (("mlp", digits_model), ("cnn", digits_cnn))}
+
+
+@pytest.mark.parametrize("name", CLASS_METHODS)
+def test_class_forgetting_claim(name, digits, digits_model, digits_cnn, class_split, retrained_forget_accuracy):
     model = digits_cnn if name in CONV_ONLY else digits_model
     assert accuracy_on(model, class_split.forget) > 0.95  # there was something to forget
     result = _run(model, class_split, name, digits, seed=0)
-    assert accuracy_on(result.model, class_split.forget) <= CLASS_BOUND[name]
+    bound = DOCUMENTED_CEILING.get(name, retrained_forget_accuracy["cnn" if name in CONV_ONLY else "mlp"] + CHANCE)
+    assert accuracy_on(result.model, class_split.forget) <= bound
     assert accuracy_on(result.model, class_split.retain) >= accuracy_on(model, class_split.retain) - 0.1
 
 
@@ -88,7 +82,7 @@ def test_forget_set_free_methods_ignore_the_forget_samples(name, digits, digits_
     tampered.forget.x = torch.randn_like(tampered.forget.x)
     a = _run(model, random_split, name, digits, epochs=1)
     b = _run(model, tampered, name, digits, epochs=1)
-    assert _same(_state(a.model), _state(b.model))
+    assert same_state(state_copy(a.model), state_copy(b.model))
 
 
 # --- forget-free -----------------------------------------------------------------------------------
@@ -104,7 +98,7 @@ def test_forget_free_really_resets_layers(digits, digits_model, random_split):
     """With a negligible learning rate the result is the original with some layers freshly initialised."""
     result = _run(digits_model, random_split, "forget-free", digits, cycles=1, epochs=1, layer_fraction=0.34,
                   lr_scale=1e-6)
-    before, after = _state(digits_model), _state(result.model)
+    before, after = state_copy(digits_model), state_copy(result.model)
     moved = [k for k in before if k.endswith("weight") and not torch.allclose(before[k], after[k], atol=1e-4)]
     assert len(moved) == 1  # one of the three layers, the rest untouched
 
@@ -221,7 +215,7 @@ def test_conv_transpose_swaps_kernel_axes(digits_cnn):
         w0, w1 = dict(digits_cnn.named_modules())[name].weight, dict(model.named_modules())[name].weight
         assert torch.equal(w1, w0.transpose(-1, -2))
     transpose_kernels(model)  # an involution
-    assert _same(_state(model), _state(digits_cnn))
+    assert same_state(state_copy(model), state_copy(digits_cnn))
 
 
 def test_conv_transpose_refuses_non_square_kernels():
@@ -241,5 +235,6 @@ def test_conv_transpose_refuses_non_square_kernels():
     ("conv-noise", {"noise": 0.0}), ("conv-noise", {"final_noise": -0.1}), ("conv-transpose", {"epochs": 0}),
 ])
 def test_bad_values_refused(name, bad):
-    with pytest.raises(ConfigError, match=name):
+    (field, value), = bad.items()
+    with pytest.raises(ConfigError, match=rf"^parameter '{field}' of method '{name}' must be .*, got {value}$"):
         METHODS[name](**bad)

@@ -7,6 +7,9 @@ deterministic per seed, budget respected, config validated, plus the claims each
 from __future__ import annotations
 
 import copy
+import json
+import math
+import re
 
 import pytest
 import torch
@@ -14,8 +17,11 @@ import torch
 from tests.conftest import DIGITS_RECIPE
 from unlearnkit.data import select
 from unlearnkit.errors import ConfigError
-from unlearnkit.methods import METHODS, Budget
-from unlearnkit.train import accuracy_on
+from unlearnkit.methods import METHODS, Budget, Method, register
+from unlearnkit.methods.base import KINDS
+from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import Interval, Options, Params, Rule, field_type, rules
+from unlearnkit.train import TrainConfig, accuracy_on
 from unlearnkit.unlearning import unlearn
 
 # Methods that need training-time files (``requires``) are tested in their own modules (listed here, so a new
@@ -110,12 +116,46 @@ def test_unknown_parameter_refused(name, original, class_split):
         unlearn(original, class_split, name, not_a_param=1)
 
 
+class _Work:
+    """Counts the work a run does: optimizer steps (any optimizer, via torch's global hook) and forward passes of
+    the original model and of every copy of it (``clone_model`` deep-copies the hook along with the model)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.steps, self.forwards = model, 0, 0
+
+    def __enter__(self) -> _Work:
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+        def step(*_) -> None:
+            self.steps += 1
+
+        def forward(*_) -> None:  # a plain function: deepcopy shares it (a bound method would copy the counter)
+            self.forwards += 1
+
+        self._hooks = [register_optimizer_step_pre_hook(step), self.model.register_forward_pre_hook(forward)]
+        return self
+
+    def __exit__(self, *_) -> None:
+        for hook in self._hooks:
+            hook.remove()
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_time_budget_respected(name, digits, original, random_split):
-    """A tiny time budget ends the run early and says so in the notes."""
-    result = unlearn(original, random_split, name, train_config=DIGITS_RECIPE, holdout=digits.test,
-                     progress=False, budget=Budget(seconds=1e-4))
+    """A time budget that is spent before the first step ends the run there, and the notes say so: no optimizer step
+    and next to no forward pass, where the same run without a budget does all of its work."""
+    runs = {}
+    for label, budget in (("full", None), ("spent", Budget(seconds=1e-9))):
+        with _Work(original) as work:
+            result = unlearn(original, random_split, name, train_config=DIGITS_RECIPE, holdout=digits.test,
+                             progress=False, budget=budget)
+        runs[label] = (work, result)
+    (full, _), (spent, result) = runs["full"], runs["spent"]
+    assert full.forwards > 4, "the counters saw no work in the unbudgeted run"
     assert any("budget" in note for note in result.notes), result.notes
+    assert spent.steps == 0, f"{spent.steps} optimizer steps after the budget was spent ({full.steps} without one)"
+    # a loop checks the clock before each batch; at most a set-up pass (e.g. a first accuracy check) may run
+    assert spent.forwards <= full.forwards / 4, (spent.forwards, full.forwards)
 
 
 # retrain takes its epochs from the TrainConfig; the others declare an ``epochs`` hyperparameter.
@@ -196,3 +236,215 @@ def test_finetune_only_reads_retain(digits, digits_model, random_split):
     a = unlearn(digits_model, random_split, "finetune", train_config=DIGITS_RECIPE, progress=False)
     b = unlearn(digits_model, tampered, "finetune", train_config=DIGITS_RECIPE, progress=False)
     assert _same(_state(a.model), _state(b.model))
+
+
+# --- declared constraints, generated for every registered method ----------------------------------------------------
+
+EVERY = sorted(METHODS)
+
+
+def _field(name: str, field: str) -> tuple[type, Rule]:
+    rule = rules(METHODS[name].Config)[field]
+    return field_type(METHODS[name].Config, field), rule
+
+
+def _outside(interval: Interval) -> list:
+    """The values just outside ``interval``'s finite ends."""
+    out = []
+    for end, closed_sides, direction in ((interval.left, ("left", "both"), -math.inf),
+                                         (interval.right, ("right", "both"), math.inf)):
+        if end is None:
+            continue
+        if interval.closed not in closed_sides:
+            out.append(end if interval.type is float else int(end))
+        elif interval.type is int:
+            out.append(int(end) + (1 if direction > 0 else -1))
+        else:
+            out.append(math.nextafter(float(end), direction))
+    return out
+
+
+def _bad_values(name: str, field: str) -> list[tuple[str, object]]:
+    """(how, value) pairs the field must refuse: "direct" is ``Config(field=value)``, "param" is
+    ``make_config(field=value)`` with ``value`` a string as ``--param`` gives it, "override" is
+    ``Method(Config(), field=value)``."""
+    kind, rule = _field(name, field)
+    constraint = rule.constraint
+    bad: list[tuple[str, object]] = []
+    if kind in (int, float):
+        assert isinstance(constraint, Interval)
+        for value in _outside(constraint):
+            bad += [("direct", value), ("param", repr(value)), ("override", value)]
+        bad += [(how, value) for how in ("direct", "override") for value in (math.nan, math.inf, -math.inf)]
+        bad += [("param", text) for text in ("nan", "inf", "-inf", "NaN", "x", "")]
+        bad += [("direct", True), ("direct", "1"), ("direct", [1])]
+        if kind is int:
+            bad += [("direct", 2.5), ("direct", 1.0), ("param", "2.5"), ("override", 2.5)]
+    elif kind is bool:
+        bad += [("direct", "x"), ("direct", 1), ("param", "maybe"), ("override", "maybe")]
+    elif isinstance(constraint, Options):
+        bad += [("direct", "not-an-option"), ("param", "not-an-option"), ("direct", 1), ("override", "x")]
+    elif kind is str:
+        bad += [("direct", 1), ("override", 2.5)]
+    if not rule.optional:
+        bad += [("direct", None), ("param", "none")]
+    return bad
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_every_numeric_parameter_declares_an_interval(name):
+    """So the generated checks below cover it; a bare ``float`` would take any finite number."""
+    for field in METHODS[name].params():
+        kind, rule = _field(name, field)
+        if kind in (int, float):
+            assert isinstance(rule.constraint, Interval), f"{name}.{field}: declare param(default, Interval(...))"
+            assert rule.constraint.type is kind, f"{name}.{field}: the Interval's type differs from the hint"
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_declared_constraints_refuse_bad_values_by_name(name):
+    cls = METHODS[name]
+    defaults = cls.Config()
+    for field in cls.params():
+        bad = _bad_values(name, field)
+        assert bad, f"{name}.{field}: no bad values generated"
+        for how, value in bad:
+            build = {"direct": lambda kw: cls.Config(**kw), "param": lambda kw: cls.make_config(**kw),
+                     "override": lambda kw: cls(defaults, **kw)}[how]
+            try:
+                build({field: value})
+            except ConfigError as exc:
+                text = str(exc)
+            else:
+                pytest.fail(f"{name}: {field}={value!r} ({how}) was accepted")
+            assert text.startswith(f"parameter '{field}' of method '{name}' must be "), text
+            assert "\n" not in text
+            assert text.endswith(f", got {value!r}") or how == "param", text
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_defaults_survive_the_command_line(name):
+    """Every default, written as ``--param`` would receive it, gives the default back, and is accepted directly."""
+    cls = METHODS[name]
+    for field, default in cls.params().items():
+        text = "none" if default is None else str(default)
+        assert getattr(cls.make_config(**{field: text}), field) == default
+        assert rules(cls.Config)[field].accepts(default)
+        if rules(cls.Config)[field].optional:
+            assert getattr(cls.Config(**{field: None}), field) is None
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_unknown_parameter_refused_with_a_config(name):
+    with pytest.raises(ConfigError, match=f"^method '{name}' has no parameter\\(s\\) \\['not_a_param'\\]"):
+        METHODS[name](METHODS[name].Config(), not_a_param=1)
+    with pytest.raises(ConfigError, match=f"^method '{name}' needs a "):
+        METHODS[name](TrainConfig())
+
+
+@pytest.mark.parametrize("name", sorted(n for n in METHODS if METHODS[n].search_space))
+def test_search_space_lies_inside_the_declarations(name):
+    """``unlearn tune`` must never suggest a value the Config refuses, and every range holds the default."""
+    cls = METHODS[name]
+    defaults = cls.params()
+    for field, space in cls.search_space.items():
+        assert field in defaults, f"{name}: search_space names {field!r}, not a parameter"
+        rule = rules(cls.Config)[field]
+        for end in space.ends:
+            assert rule.accepts(end), f"{name}.{field}: {end!r} in {space} is not {rule.describe()}"
+        if isinstance(space, Float | Int):  # an interval is convex: its ends inside mean all of it is
+            kind = field_type(cls.Config, field)
+            assert kind is float or isinstance(space, Int), f"{name}.{field}: a Float range on an int parameter"
+        assert space.contains(defaults[field]), f"{name}.{field}: default {defaults[field]!r} outside {space}"
+
+
+# --- method kinds ---------------------------------------------------------------------------------------------------
+
+def test_every_method_declares_a_kind():
+    assert {cls.kind for cls in METHODS.values()} <= set(KINDS)
+    assert all(METHODS[n].kind == "samples" for n in ALL)
+
+
+def test_methods_json_shows_kind_and_constraints():
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli import app
+
+    result = CliRunner().invoke(app, ["methods", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == set(METHODS)
+    for name, row in rows.items():
+        assert row["kind"] == METHODS[name].kind
+        assert row["constraints"] == METHODS[name].constraints()
+        assert set(row["constraints"]) == set(row["params"])
+    assert rows["scrub"]["constraints"]["lr_scale"] == "a float in (0, inf)"
+    assert rows["scrub"]["constraints"]["batch_size"] == "an int in [1, inf) or None"
+    assert rows["finetune"]["constraints"]["schedule"] == "one of 'cosine', 'constant'"
+
+
+@pytest.fixture
+def attribute_method():
+    """A method of kind "attribute", registered for one test and removed after it."""
+    from dataclasses import dataclass
+
+    @register
+    class FakeAttribute(Method):
+        name = "fake-attribute"
+        summary = "a stand-in for a method that removes an attribute"
+        reference = "tests"
+        kind = "attribute"
+
+        @dataclass(frozen=True)
+        class Config(Params):
+            pass
+
+        def run(self, task):
+            raise AssertionError("unlearn() must refuse an attribute method before running it")
+
+    try:
+        yield FakeAttribute
+    finally:
+        METHODS.pop("fake-attribute", None)
+
+
+def test_unlearn_refuses_a_method_of_another_kind(attribute_method, digits_model, class_split):
+    message = ("method 'fake-attribute' is of kind 'attribute': this method removes an attribute, not samples; use "
+               "remove_attribute() for it, not unlearn()")
+    for method in ("fake-attribute", attribute_method()):
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            unlearn(digits_model, class_split, method, progress=False)
+
+
+def test_register_refuses_an_unknown_kind():
+    from dataclasses import dataclass
+
+    class Odd(Method):
+        name = "odd-kind"
+        summary = "x"
+        reference = "x"
+        kind = "rows"
+
+        @dataclass(frozen=True)
+        class Config(Params):
+            pass
+
+        def run(self, task):
+            return task.clone_model()
+
+    with pytest.raises(TypeError, match=r"Odd.kind must be one of \('samples', 'attribute'\), got 'rows'"):
+        register(Odd)
+    assert "odd-kind" not in METHODS
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"epochs": 2, "max_epochs": 3}, "method 'scrub' needs max_epochs <= epochs, got max_epochs=3 and epochs=2"),
+    ({"alpha": 0.0, "gamma": 0.0}, "method 'scrub' needs alpha > 0 or gamma > 0: with both 0 the retain loss is zero"),
+])
+def test_cross_field_rules_name_the_fields(changes, message):
+    """The one rule left in a ``__post_init__`` (scrub's), by every way of building the config."""
+    cls = METHODS["scrub"]
+    for build in (lambda: cls.Config(**changes), lambda: cls.make_config(**{k: str(v) for k, v in changes.items()}),
+                  lambda: cls(cls.Config(), **changes)):
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            build()

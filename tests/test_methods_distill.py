@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from tests.conftest import DIGITS_RECIPE
-from unlearnkit.data import select
+from tests.conftest import DIGITS_RECIPE, same_state, state_copy
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import influence as influence_module
 from unlearnkit.methods.base import UnlearnTask
@@ -25,24 +24,6 @@ from unlearnkit.train import accuracy_on, predict_logits
 from unlearnkit.unlearning import unlearn
 
 NAMES = ("scrub", "bad-teacher", "ssd", "fisher", "influence")
-
-
-def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.fixture(scope="module")
-def class_split(digits):
-    return select(digits.train, "class:3", seed=0)
-
-
-@pytest.fixture(scope="module")
-def random_split(digits):
-    return select(digits.train, "random:0.1", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +59,10 @@ def test_scrub_without_max_steps_never_reads_the_forget_set(digits_model, random
     tampered.forget.x = torch.randn_like(tampered.forget.x)
     a = _run(digits_model, random_split, "scrub", max_epochs=0, epochs=1)
     b = _run(digits_model, tampered, "scrub", max_epochs=0, epochs=1)
-    assert _same(_state(a.model), _state(b.model))
+    assert same_state(state_copy(a.model), state_copy(b.model))
     c = _run(digits_model, random_split, "scrub", max_epochs=1, epochs=1)
     d = _run(digits_model, tampered, "scrub", max_epochs=1, epochs=1)
-    assert not _same(_state(c.model), _state(d.model))
+    assert not same_state(state_copy(c.model), state_copy(d.model))
 
 
 def test_scrub_max_steps_push_forget_outputs_away_from_the_teacher(digits_model, class_split, class_runs):
@@ -120,7 +101,7 @@ def test_bad_teacher_rejects_empty_retain_fraction(digits_model, class_split):
 
 def test_ssd_only_dampens_a_few_weights(class_runs, digits_model):
     """Every weight is multiplied by a factor in [0, 1]: none grows or flips sign, and only a few change."""
-    before, after = _state(digits_model), _state(class_runs["ssd"].model)
+    before, after = state_copy(digits_model), state_copy(class_runs["ssd"].model)
     changed = total = 0
     for k in before:
         assert torch.all(after[k].abs() <= before[k].abs() + 1e-7), k
@@ -133,7 +114,7 @@ def test_ssd_only_dampens_a_few_weights(class_runs, digits_model):
 
 def test_ssd_with_an_unreachable_threshold_changes_nothing(digits_model, class_split):
     result = _run(digits_model, class_split, "ssd", alpha=1e12)
-    assert _same(_state(result.model), _state(digits_model))
+    assert same_state(state_copy(result.model), state_copy(digits_model))
 
 
 # --- fisher ----------------------------------------------------------------------------------------
@@ -190,8 +171,8 @@ def test_fisher_zeroes_the_forgotten_class_rows(class_runs, digits_model, class_
 def test_fisher_noise_grows_with_alpha(digits_model, random_split):
     def moved(alpha):
         result = _run(digits_model, random_split, "fisher", alpha=alpha)
-        return sum(float((a - b).pow(2).sum()) for a, b in zip(_state(result.model).values(),
-                                                                 _state(digits_model).values(), strict=True))
+        return sum(float((a - b).pow(2).sum()) for a, b in zip(state_copy(result.model).values(),
+                                                                 state_copy(digits_model).values(), strict=True))
 
     assert 0 < moved(1e-7) < moved(1e-5)
 
@@ -233,11 +214,12 @@ def test_influence_auto_uses_the_diagonal_for_large_models(digits_model, class_s
     monkeypatch.setattr(influence_module, "WOODBURY_MAX_ENTRIES", 10)
     result = _run(digits_model, class_split, "influence")
     assert any("diagonal" in n for n in result.notes)
-    assert not _same(_state(result.model), _state(digits_model))
+    assert not same_state(state_copy(result.model), state_copy(digits_model))
 
 
 def test_influence_rejects_unknown_hessian(digits_model, class_split):
-    with pytest.raises(ConfigError, match="hessian must be one of"):
+    with pytest.raises(ConfigError, match="'hessian' of method 'influence' must be one of 'auto', 'woodbury', "
+                                          "'diagonal', got 'kfac'"):
         _run(digits_model, class_split, "influence", hessian="kfac")
 
 
@@ -249,4 +231,4 @@ def test_second_order_methods_run_on_a_cnn(digits, class_split):
     for name in ("fisher", "influence", "ssd"):
         result = _run(cnn, class_split, name)
         assert type(result.model) is type(cnn)
-        assert not _same(_state(result.model), _state(cnn))
+        assert not same_state(state_copy(result.model), state_copy(cnn))

@@ -1,6 +1,7 @@
-"""Tests for the membership-inference attacks in unlearnkit.metrics.mia: the population threshold attack,
-LiRA (Carlini et al., 2022) and U-LiRA (Hayes et al., 2024), against scikit-learn / SciPy oracles and
-slow per-example references, plus cases where the attack must fail and every bad input.
+"""Tests for the membership-inference attacks: the population threshold attack (unlearnkit.metrics.mia),
+LiRA (Carlini et al., 2022) and U-LiRA (Hayes et al., 2024) (unlearnkit.metrics.lira), against
+scikit-learn / SciPy oracles and slow per-example references, plus cases where the attack must fail
+and every bad input.
 
 Run: PYTHONPATH=src .venv/bin/python -m pytest tests/test_mia_attacks.py -q
 """
@@ -16,17 +17,8 @@ import scipy.stats
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 
 from unlearnkit.errors import ConfigError, DataError
-from unlearnkit.metrics.mia import (
-    LIRA_MIN_STD,
-    AttackReport,
-    PopulationAttackResult,
-    ULiraResult,
-    lira_report,
-    lira_scores,
-    population_attack,
-    tpr_at_fpr,
-    u_lira,
-)
+from unlearnkit.metrics.lira import LIRA_MIN_STD, ULiraResult, lira_report, lira_scores, u_lira
+from unlearnkit.metrics.mia import AttackReport, PopulationAttackResult, population_attack, tpr_at_fpr
 
 # ---------------------------------------------------------------- population attack
 

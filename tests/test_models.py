@@ -286,7 +286,7 @@ def test_missing_weights(tmp_path):
         ("[1, 2, 3]", r"is not an unlearnkit checkpoint sidecar"),
         ('{"format": "unlearnkit-checkpoint", "version": 2}', r"has checkpoint version 2; this unlearnkit"),
         ('{"format": "unlearnkit-checkpoint", "version": 1, "model": {}, "data": {}, "train_config": {}}',
-         r"run.json lacks the 'weights' section; the sidecar is damaged"),
+         r"run.json: field 'model.name' is missing; the sidecar is damaged: retrain or restore it"),
     ],
 )
 def test_bad_sidecar(tmp_path, content, match):

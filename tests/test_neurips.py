@@ -20,17 +20,11 @@ from tests.conftest import DIGITS_RECIPE
 from unlearnkit import cli
 from unlearnkit.bench.neurips import REFERENCE_SEEDS, neurips_evaluation
 from unlearnkit.cli import app
-from unlearnkit.data import select
 from unlearnkit.errors import ConfigError
 from unlearnkit.models import save_checkpoint
 from unlearnkit.runs import train_model
 
 N = 6
-
-
-@pytest.fixture(scope="module")
-def class3(digits):
-    return select(digits.train, "class:3", seed=0)
 
 
 def run(digits, digits_model, split, method, tmp_path, **kwargs):
@@ -40,25 +34,25 @@ def run(digits, digits_model, split, method, tmp_path, **kwargs):
 
 
 def test_retrain_scores_like_the_retrain_ceiling_and_keeping_the_class_scores_far_below(
-        digits, digits_model, class3, tmp_path):
-    exact = run(digits, digits_model, class3, "retrain", tmp_path)
+        digits, digits_model, class_split, tmp_path):
+    exact = run(digits, digits_model, class_split, "retrain", tmp_path)
     assert exact.calibration_forget_quality is not None
     assert exact.forget_quality > 0.1  # the estimator's ceiling is ~0.2, not 1
     assert abs(exact.forget_quality - exact.calibration_forget_quality) < 0.1
     assert exact.retain_ratio == pytest.approx(1.0, abs=0.02) and exact.test_ratio == pytest.approx(1.0, abs=0.02)
     # finetune for one epoch at a tiny rate leaves class 3 recognised: every example is separable (capped epsilon)
-    kept = run(digits, digits_model, class3, "finetune", tmp_path, params={"epochs": 1, "lr_scale": 0.01})
+    kept = run(digits, digits_model, class_split, "finetune", tmp_path, params={"epochs": 1, "lr_scale": 0.01})
     assert kept.forget_quality < 0.02 < exact.forget_quality
     assert np.median(kept.epsilons) > 10
     assert kept.neurips_score <= kept.forget_quality + 1e-12
-    assert len(kept.epsilons) == len(class3.forget) and kept.models == N
+    assert len(kept.epsilons) == len(class_split.forget) and kept.models == N
     # U-LiRA on the same populations: a retrained target is a coin toss, a model that kept the class is not
     assert abs(exact.u_lira["accuracy"] - 0.5) < 0.25
     assert kept.u_lira["accuracy"] > 0.95 and kept.u_lira["auc"] > 0.95
 
 
-def test_references_are_cached_and_reused(digits, digits_model, class3, tmp_path, monkeypatch):
-    run(digits, digits_model, class3, "finetune", tmp_path, params={"epochs": 1}, calibration=False)
+def test_references_are_cached_and_reused(digits, digits_model, class_split, tmp_path, monkeypatch):
+    run(digits, digits_model, class_split, "finetune", tmp_path, params={"epochs": 1}, calibration=False)
     files = sorted(p.name for p in (tmp_path / "cache").glob("*.safetensors"))
     assert len(files) == N and any(f"seed{REFERENCE_SEEDS}-" in f for f in files)
     import unlearnkit.bench.references as references
@@ -67,13 +61,13 @@ def test_references_are_cached_and_reused(digits, digits_model, class3, tmp_path
         raise AssertionError("references should come from the cache")
 
     monkeypatch.setattr(references, "fit_ensemble", no_training)
-    again = run(digits, digits_model, class3, "finetune", tmp_path, params={"epochs": 1}, calibration=False)
+    again = run(digits, digits_model, class_split, "finetune", tmp_path, params={"epochs": 1}, calibration=False)
     assert again.calibration_forget_quality is None
 
 
-def test_too_few_models_is_refused(digits, digits_model, class3, tmp_path):
+def test_too_few_models_is_refused(digits, digits_model, class_split, tmp_path):
     with pytest.raises(ConfigError, match="--models must be at least 2"):
-        neurips_evaluation(digits_model, digits.train, class3, digits.test, "finetune", train_config=DIGITS_RECIPE,
+        neurips_evaluation(digits_model, digits.train, class_split, digits.test, "finetune", train_config=DIGITS_RECIPE,
                            model_name="mlp", n_models=1, cache_dir=None, progress=False)
 
 

@@ -10,8 +10,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import jensenshannon
 
 from unlearnkit.data import load_dataset
 from unlearnkit.errors import CheckpointError, DataError
@@ -217,8 +219,13 @@ def test_evaluate_second_checkpoint_other_spec_warns(chain):
 
 
 def test_evaluate_first_checkpoint_with_reference(chain, original):
-    report, _, warnings = evaluate_checkpoint(chain["step1"], chain["spec1"], reference=original, device="cpu")
+    report, split, warnings = evaluate_checkpoint(chain["step1"], chain["spec1"], reference=original, device="cpu")
     assert warnings == []
     assert report.reference is not None
     assert set(report.gap) == set(BASE_METRICS) | {"average"}
-    assert report.js_divergence >= 0.0
+    # oracle: SciPy's Jensen-Shannon distance (base 2) squared between the two models' softmax outputs on each
+    # forget sample, averaged; finetuning moved the model, so the value is not 0
+    p, q = (torch.softmax(predict_logits(load_checkpoint(path).model, split.forget, device="cpu").double(), dim=1)
+            for path in (chain["step1"], original))
+    oracle = np.mean([jensenshannon(a, b, base=2) ** 2 for a, b in zip(p.numpy(), q.numpy(), strict=True)])
+    assert oracle > 0 and report.js_divergence == pytest.approx(oracle, rel=1e-9, abs=1e-12)

@@ -10,14 +10,16 @@ import tomllib
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from tests.test_cli import fails
+from unlearnkit.bench import tune as tune_module
 from unlearnkit.bench.config import load_config, parse_config
 from unlearnkit.bench.tune import search_space, tune
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset, select
-from unlearnkit.errors import ConfigError
+from unlearnkit.errors import ConfigError, TrainingDivergedError
 from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import METHODS
 from unlearnkit.methods.space import Choice, Float, Int
@@ -63,12 +65,14 @@ def test_tune_runs_defaults_first_writes_an_overlay_bench_accepts_and_resumes(tm
     config = parse_config(TINY)
     result = tune(config, "finetune", 4, tmp_path / "t", progress=False)
     assert result.tuning_seed == 1001 and result.trials == 4 and result.failed == 0
-    assert result.best_value <= result.default_value  # the defaults are trial 0, so tuning never does worse
 
     study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=f"sqlite:///{tmp_path / 't' / 'tune.db'}")
     first = study.trials[0]
     assert first.params == {"epochs": 2, "lr_scale": 0.4} and first.user_attrs["defaults"]
     assert first.value == pytest.approx(result.default_value)
+    # the reported best is the stored trial with the lowest objective, read back from tune.db, not just some trial
+    stored = min(study.trials, key=lambda t: t.value)
+    assert result.best_value == stored.value and result.best_params == stored.params
 
     overlay = tomllib.loads(result.overlay_path.read_text())
     assert overlay == {"methods": {"finetune": result.best_params}}
@@ -78,13 +82,19 @@ def test_tune_runs_defaults_first_writes_an_overlay_bench_accepts_and_resumes(tm
     tuned = load_config(tmp_path / "config.toml", [result.overlay_path])
     assert tuned.methods["finetune"] == (result.best_params,)
 
-    again = tune(config, "finetune", 2, tmp_path / "t", progress=False)  # the study in tune.db continues
-    assert again.trials == 6 and again.best_value <= result.best_value
+    with pytest.raises(ConfigError, match=r"finetune.toml already exists; choose another path or pass --force"):
+        tune(config, "finetune", 2, tmp_path / "t", progress=False)  # refused before any trial runs
+    assert tomllib.loads(result.overlay_path.read_text()) == overlay
+    again = tune(config, "finetune", 2, tmp_path / "t", progress=False, force=True)  # the study in tune.db continues
+    study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=f"sqlite:///{tmp_path / 't' / 'tune.db'}")
+    assert again.trials == 6 and [t.number for t in study.trials] == list(range(6))
+    assert again.best_value == min(t.value for t in study.trials)  # the first run's 4 trials count too
 
 
 def test_objective_is_the_gap_to_retraining_on_the_tuning_split(tmp_path):
-    """Recompute the best trial's objective independently: the same seed's forget sets, a retrained reference,
-    the method with the best parameters, evaluate's gap.average averaged over the splits."""
+    """Recompute the objective of the best trial and of the defaults (trial 0) independently: the same seed's
+    forget sets, a retrained reference, the method with those parameters, evaluate's gap.average averaged over
+    the splits."""
     config = parse_config(TINY)
     result = tune(config, "finetune", 3, tmp_path, progress=False)
     seed = result.tuning_seed
@@ -93,15 +103,17 @@ def test_objective_is_the_gap_to_retraining_on_the_tuning_split(tmp_path):
     from unlearnkit.train import TrainConfig, default_recipe
 
     recipe: TrainConfig = default_recipe("digits", "mlp").with_(seed=0, epochs=3)
-    gaps = []
+    gaps, default_gaps = [], []
     for spec in ("class:3", "random:0.1"):
         split = select(bundle.train, spec, seed=seed)
         reference = unlearn(original, split, "retrain", train_config=recipe, seed=seed, progress=False).model
         ref_report = evaluate(reference, split, bundle.test, seed=seed)
-        model = unlearn(original, split, "finetune", train_config=recipe, seed=seed, holdout=bundle.test,
-                        progress=False, **result.best_params).model
-        gaps.append(evaluate(model, split, bundle.test, ref_report, seed=seed)["gap.average"])
+        for params, out in ((result.best_params, gaps), ({}, default_gaps)):  # {}: the method's own defaults
+            model = unlearn(original, split, "finetune", train_config=recipe, seed=seed, holdout=bundle.test,
+                            progress=False, **params).model
+            out.append(evaluate(model, split, bundle.test, ref_report, seed=seed)["gap.average"])
     assert sum(gaps) / len(gaps) == pytest.approx(result.best_value, abs=1e-9)
+    assert sum(default_gaps) / len(default_gaps) == pytest.approx(result.default_value, abs=1e-9)
 
 
 def test_defaults_outside_the_configs_choices_are_left_to_the_sampler(tmp_path):
@@ -114,13 +126,28 @@ def test_defaults_outside_the_configs_choices_are_left_to_the_sampler(tmp_path):
     assert "not tried" in result.overlay
 
 
-def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    """Trial 1's run of the method raises (as a diverged run does): that trial is recorded as failed with its
+    message, and trials 2-4 still run to completion."""
     data = json.loads(json.dumps(TINY))
-    data["methods"]["gradient-ascent"] = {"lr_scale": [0.1, 1e6]}  # a huge step diverges: that trial fails
-    data["datasets"][0]["forget"] = ["class:3"]
-    result = tune(parse_config(data), "gradient-ascent", 5, tmp_path, progress=False)
-    assert result.trials + result.failed == 5
-    assert result.best_params["lr_scale"] == 0.1
+    data["datasets"][0]["forget"] = ["class:3"]  # one split: one method run per trial
+    calls = []
+
+    def failing_second_run(original, split, method, **kwargs):
+        if method != "retrain":  # the tuning reference is retrained through the same function
+            calls.append(kwargs)
+            if len(calls) == 2:
+                raise TrainingDivergedError("loss became nan at step 3 (test)")
+        return unlearn(original, split, method, **kwargs)
+
+    monkeypatch.setattr(tune_module, "unlearn", failing_second_run)
+    result = tune(parse_config(data), "finetune", 5, tmp_path, progress=False)
+    assert len(calls) == 5 and result.failed == 1 and result.trials == 4
+    study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=f"sqlite:///{tmp_path / 'tune.db'}")
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.PRUNED] + [TrialState.COMPLETE] * 3
+    assert "loss became nan at step 3 (test)" in study.trials[1].user_attrs["error"]
+    assert result.best_value == min(t.value for t in study.trials if t.state == TrialState.COMPLETE)
 
 
 @pytest.mark.parametrize(
@@ -178,6 +205,13 @@ def test_cli_tune_then_bench_with_the_overlay(tmp_path, capsys):
     error = fails(capsys, "tune", "--method", "finetune", "--config", str(config), "--seed", "0",
                   "--out", str(tmp_path / "t2"))
     assert "tuning seed 0 is one of the config's reported seeds [0]; pick another --seed" in error
+    error = fails(capsys, "tune", "--method", "finetune", "--config", str(config), "--trials", "1",
+                  "--out", str(tmp_path / "t"))  # the overlay of the first run is there
+    assert f"{out['overlay']} already exists; choose another path or pass --force to replace it" in error
+    res = cli.invoke(app, ["tune", "--method", "finetune", "--config", str(config), "--trials", "1",
+                           "--out", str(tmp_path / "t"), "--force", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["trials"] == 3
 
 
 def test_corrupt_reference_time_is_named(tmp_path):
@@ -186,4 +220,4 @@ def test_corrupt_reference_time_is_named(tmp_path):
     seconds = next((tmp_path / "models").glob("tune-retrain-*.seconds"))
     seconds.write_text("garbage")
     with pytest.raises(ConfigError, match=r"bad reference time in .*\.seconds; delete it to retrain the reference"):
-        tune(config, "finetune", 1, tmp_path, progress=False)
+        tune(config, "finetune", 1, tmp_path, progress=False, force=True)

@@ -21,7 +21,7 @@ from unlearnkit.device import resolve_device
 from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.evaluation import Report, evaluate
 from unlearnkit.exact.sisa import ENSEMBLE, SisaSpec, save_sisa, sisa_state, train_sisa
-from unlearnkit.exact.updates import DTYPES, UpdateLog, UpdateRecorder, updates_dir
+from unlearnkit.exact.updates import DTYPES, UpdateLog, UpdateRecorder, new_updates_dir
 from unlearnkit.models import Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import checkpoint_exists, checkpoint_paths
 from unlearnkit.train import TrainConfig, default_recipe, fit
@@ -29,7 +29,10 @@ from unlearnkit.unlearning import UnlearnResult, unlearn
 
 
 def refuse_overwrite(out: str | Path, force: bool) -> None:
-    """Never silently replace a saved model: an existing checkpoint at ``out`` needs ``force``."""
+    """Never silently replace a saved model: an existing checkpoint at ``out`` needs ``force``.
+
+    With ``force`` the replacement itself is safe: :func:`save_model` keeps the old checkpoint loadable until the
+    new one is whole (see :mod:`unlearnkit.models.checkpoint`)."""
     if checkpoint_exists(out) and not force:
         weights, sidecar = checkpoint_paths(out)
         existing = sidecar if sidecar.exists() else weights  # a weights file alone also counts
@@ -100,7 +103,7 @@ def train_model(
         raise ConfigError(f"--executor {executor} fans out the shards of a SISA ensemble; add --sisa shards=S,... "
                           "or drop --executor")
     model = build_model(model_name, bundle.spec, seed=config.seed, **model_kwargs)
-    recorder = None if record_updates is None else UpdateRecorder(model, updates_dir(record_updates),
+    recorder = None if record_updates is None else UpdateRecorder(model, new_updates_dir(record_updates),
                                                                    dtype=record_dtype)
     start = time.perf_counter()
     try:
@@ -183,7 +186,9 @@ def _train_sisa(bundle: DatasetBundle, model_name: str, config: TrainConfig, spe
 
 def save_model(out: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
     """``save_checkpoint``; a SISA ensemble fresh from training or unlearning also gets its ``OUT.sisa/`` files,
-    written first, and the sidecar records their sha256 under ``"sisa"``. Returns the sidecar path."""
+    written first beside any old ones, and the sidecar records their folder and sha256 under ``"sisa"``; saving
+    the sidecar is the commit (the old checkpoint, folders included, stays loadable until then). Returns the
+    sidecar path."""
     state = sisa_state(model)
     if state is not None:
         meta = replace(meta, extra={**meta.extra, "sisa": save_sisa(out, state)})
@@ -192,10 +197,17 @@ def save_model(out: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
 
 
 def load_with_data(path: str | Path, *, device: str | torch.device | None = None,
-                   data_dir: str | None = None) -> tuple[Checkpoint, DatasetBundle]:
-    """Load a checkpoint and rebuild the exact data it was trained on (fingerprint checked)."""
+                   data_dir: str | None = None, data_options: dict | None = None) -> tuple[Checkpoint, DatasetBundle]:
+    """Load a checkpoint and rebuild the exact data it was trained on (fingerprint checked).
+
+    The data is rebuilt from the options stored in the sidecar (``data.options``: subjects, train size, the
+    source's data options, ...). ``data_options`` (``--data-option``), when given, is only a check: each must
+    equal the stored value, because a checkpoint's data comes from the checkpoint.
+    """
     ckpt = load_checkpoint(path, device=resolve_device(device))
     options = dict(ckpt.data.get("options", {}))
+    if data_options:
+        _check_stored_data_options(ckpt, data_options)
     if data_dir is not None:
         options["data_dir"] = data_dir
     bundle = load_dataset(ckpt.data["source"], **options)
@@ -205,6 +217,22 @@ def load_with_data(path: str | Path, *, device: str | torch.device | None = None
             "on (fingerprint mismatch); point --data-dir at the original files"
         )
     return ckpt, bundle
+
+
+def _check_stored_data_options(ckpt: Checkpoint, given: dict) -> None:
+    """Refuse ``--data-option`` values that differ from the checkpoint's stored ones (one line naming both)."""
+    from unlearnkit.data import check_data_options
+
+    name = ckpt.data["source"]
+    stored = check_data_options(name, ckpt.data.get("options", {}).get("data_options"))
+    wanted = check_data_options(name, given)  # unknown keys and bad values: the usual one-line errors
+    differ = [k for k in given if wanted[k] != stored[k]]
+    if differ:
+        got = ", ".join(f"{k}={wanted[k]!r}" for k in differ)
+        had = ", ".join(f"{k}={stored[k]!r}" for k in differ)
+        raise ConfigError(f"--data-option {got} differs from the data {ckpt.path} was trained on ({had}); a "
+                          "checkpoint's data options come from its sidecar: drop --data-option or pass the stored "
+                          "values")
 
 
 def training_set(bundle: DatasetBundle, ckpt: Checkpoint, *, before_last: bool = False) -> IndexedDataset:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError, TrainingDivergedError, UnlearnError
+from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, Options, Params, param
 
 OPTIMIZERS = ("sgd", "adam")
 # Full batch, float64, to the optimum of the L2-regularised loss (weight_decay = lambda): the linear and logistic
@@ -36,36 +37,24 @@ SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Params):
     """The training recipe. Stored with every checkpoint; ``retrain`` reproduces it.
 
     Defaults are the digits/MLP recipe: SGD with momentum and a cosine schedule is the standard
     recipe of the unlearning literature (SalUn, SCRUB, the NeurIPS-2023 starting kit).
     """
 
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    seed: int = 0
+    owner = "TrainConfig"  # names the recipe in error messages
 
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS + FULL_BATCH_OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS} or 'lbfgs' "
-                              "(full batch, to the optimum: linear and logistic models)")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError("weight decay must be >= 0 and momentum in [0, 1)")
+    epochs: int = param(30, AT_LEAST_ONE)
+    batch_size: int = param(64, AT_LEAST_ONE)
+    optimizer: str = param("sgd", Options(*OPTIMIZERS, *FULL_BATCH_OPTIMIZERS),
+                           hint="lbfgs: full batch, to the optimum (linear and logistic models)")
+    lr: float = param(0.05, POSITIVE)
+    momentum: float = param(0.9, Interval(float, 0, 1, closed="left"))
+    weight_decay: float = param(5e-4, NON_NEGATIVE)
+    schedule: str = param("cosine", Options(*SCHEDULES))
+    seed: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,6 +28,11 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods import Budget, Method, UnlearnTask, get_method
 from unlearnkit.train import TrainConfig
 
+# Why unlearn() refuses a method of another kind, and what runs it instead.
+KIND_ADVICE = {
+    "attribute": "this method removes an attribute, not samples; use remove_attribute() for it, not unlearn()",
+}
+
 
 @dataclass
 class UnlearnResult:
@@ -76,7 +81,8 @@ def unlearn(
     Args:
         model: the trained classifier; left untouched.
         split: forget and retain sets (see :func:`unlearnkit.data.select`).
-        method: a registered method name (``unlearn methods``) or a configured ``Method`` instance.
+        method: a registered method name (``unlearn methods``) or a configured ``Method`` instance, of kind
+            "samples" (``Method.kind``; a method that removes an attribute is refused).
         train_config: the recipe the model was trained with (``retrain`` reuses it; others take
             their optimizer and learning rate scale from it). Defaults to ``TrainConfig()``.
         device: ``None`` picks cuda > mps > cpu.
@@ -94,6 +100,9 @@ def unlearn(
         instance = method
     else:
         instance = get_method(method)(**config)
+    if instance.kind != "samples":
+        advice = KIND_ADVICE.get(instance.kind, "unlearn() runs only methods that remove samples (kind 'samples')")
+        raise ConfigError(f"method {instance.name!r} is of kind {instance.kind!r}: {advice}")
     if len(split.forget) == 0 or len(split.retain) == 0:
         raise ConfigError("the split needs a non-empty forget set and a non-empty retain set; check the forget spec")
     if instance.requires and checkpoint is None:

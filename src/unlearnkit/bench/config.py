@@ -11,6 +11,7 @@
     train_size = 600                     # optional: a deterministic subset
     recipe = { epochs = 10 }             # optional TrainConfig overrides of the dataset's recipe
     data_dir = "$CIFAR10_DIR"            # optional: the source's files ($VARS and ~ expanded)
+    options = {}                         # optional: the source's data options (`unlearn datasets`)
     forget = ["random:0.1", "class:3"]
 
     [methods]
@@ -34,7 +35,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from unlearnkit.data.sources import SOURCES
+from unlearnkit.data.sources import SOURCES, check_data_options
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS
 from unlearnkit.train import TrainConfig
@@ -51,12 +52,15 @@ class DatasetEntry:
     subjects: int | None = None
     recipe: dict = field(default_factory=dict)
     data_dir: str | None = None  # where the source's files are (not part of the key: moving them changes nothing)
+    options: dict = field(default_factory=dict)  # the source's data options, checked, defaults filled
 
     @property
     def key(self) -> str:
-        """Identifies the original model: data, model and recipe."""
+        """Identifies the original model: data (with the source's options), model and recipe."""
+        # options join the key only for sources that declare some, so the keys of the others stay as they were
+        extra = {"options": self.options} if self.options else {}
         return json.dumps({"name": self.name, "model": self.model, "train_size": self.train_size,
-                           "subjects": self.subjects, "recipe": self.recipe}, sort_keys=True)
+                           "subjects": self.subjects, "recipe": self.recipe, **extra}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ def _grid(method: str, params: dict) -> tuple[dict, ...]:
 
 def _dataset(entry: dict, index: int) -> DatasetEntry:
     where = f"[[datasets]] #{index + 1}"
-    allowed = {"name", "model", "forget", "train_size", "subjects", "recipe", "data_dir"}
+    allowed = {"name", "model", "forget", "train_size", "subjects", "recipe", "data_dir", "options"}
     unknown = sorted(set(entry) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
@@ -109,9 +113,17 @@ def _dataset(entry: dict, index: int) -> DatasetEntry:
         if not isinstance(data_dir, str) or not data_dir:
             raise ConfigError(f"{where} ({name}): data_dir must be a path string, got {data_dir!r}")
         data_dir = os.path.expanduser(os.path.expandvars(data_dir))  # "$CIFAR10_DIR" or "~/data/cifar10"
+    options = entry.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where} ({name}): options must be a table of the source's data options, e.g. "
+                          f"options = {{ key = value }}, got {options!r}")
+    try:
+        options = check_data_options(name, options, flag="options key")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return DatasetEntry(name=name, model=entry.get("model") or SOURCES[name].default_model, forget=tuple(forget),
                         train_size=entry.get("train_size"), subjects=entry.get("subjects"), recipe=recipe,
-                        data_dir=data_dir)
+                        data_dir=data_dir, options=options)
 
 
 # Optional metrics (the standard ones, evaluate()'s, are always computed) -> their options and defaults.

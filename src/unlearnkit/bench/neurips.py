@@ -29,7 +29,7 @@ from unlearnkit.bench.references import retrained_models
 from unlearnkit.data import ForgetSplit, IndexedDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.metrics.forget_quality import forget_quality, logit_scaled_confidence, neurips_score
-from unlearnkit.metrics.mia import u_lira
+from unlearnkit.metrics.lira import u_lira
 from unlearnkit.train import TrainConfig, predict_logits, show_progress
 from unlearnkit.unlearning import unlearn
 

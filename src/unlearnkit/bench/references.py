@@ -10,7 +10,9 @@ Cache layout: one checkpoint per model, ``CACHE_DIR/retrain-MODEL-seedS-KEY.{saf
 KEY is the first 32 hex digits of :func:`reference_key`: a sha256 over the retain set's fingerprint, the
 model name and keyword arguments, the data spec, the ``TrainConfig`` with that seed, and the seed. Any
 change to those inputs gives a new file name; nothing is ever overwritten with a different model.
-Unreadable cache files are retrained and rewritten, with a :class:`ReferenceCacheWarning`.
+Unreadable cache files are retrained and rewritten, with a :class:`ReferenceCacheWarning`; every write goes
+through :func:`~unlearnkit.models.save_checkpoint` (temporary names, the sidecar renamed last), so a killed run
+leaves the old cache file or the new one, never half of one.
 
 Example:
     >>> from unlearnkit.data import load_dataset

@@ -17,6 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
+from unlearnkit import files
 from unlearnkit.bench.store import ResultStore, default_url
 from unlearnkit.errors import ConfigError
 
@@ -169,7 +170,10 @@ def _png(fig) -> bytes:
 
 
 def write_report(out: str | Path, *, db: str | None = None) -> tuple[Path, Path]:
-    """Write OUT/report.md (tables, plots as PNG files beside it) and OUT/report.html (self-contained)."""
+    """Write OUT/report.md (tables, plots as PNG files beside it) and OUT/report.html (self-contained).
+
+    They are this command's own output: a rerun replaces them, each file written whole (temporary name, then
+    rename) so a reader never finds half a report."""
     out = Path(out)
     if db is None and not (out / "results.sqlite").is_file():
         raise ConfigError(f"no results in {out} (results.sqlite not found); run `unlearn bench CONFIG --out {out}` "
@@ -189,16 +193,17 @@ def write_report(out: str | Path, *, db: str | None = None) -> tuple[Path, Path]
         body.append(f"<h2>{html.escape(title)}</h2>{_html_table(table)}")
         for name, png in _plots(title, entries):
             file = out / f"report-{i}-{name}.png"
-            file.write_bytes(png)
+            files.write_bytes_atomic(file, png, force=True)  # the command's own output, regenerated
             md += [f"![{name}]({file.name})", ""]
             body.append(f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
     md_path, html_path = out / "report.md", out / "report.html"
-    md_path.write_text("\n".join(md) + "\n")
-    html_path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>unlearnkit report</title>"
-                         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-                         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-                         "padding:3px 6px;text-align:right}td:nth-child(2){text-align:left}img{max-width:100%}"
-                         "</style></head><body>" + "".join(body) + "</body></html>\n")
+    files.write_text_atomic(md_path, "\n".join(md) + "\n", force=True)  # regenerated: the command's own output
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>unlearnkit report</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+            "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+            "padding:3px 6px;text-align:right}td:nth-child(2){text-align:left}img{max-width:100%}"
+            "</style></head><body>" + "".join(body) + "</body></html>\n")
+    files.write_text_atomic(html_path, page, force=True)
     return md_path, html_path
 
 

@@ -187,7 +187,7 @@ def original_model(entry: DatasetEntry, models_dir: Path, device) -> dict:
     ``{"bundle", "original", "config", "meta"}``. Shared by bench's cells and tune's cases."""
     try:
         bundle = load_dataset(entry.name, data_dir=entry.data_dir, train_size=entry.train_size,
-                              subjects=entry.subjects)
+                              subjects=entry.subjects, data_options=entry.options)
     except DataError as exc:  # the source's hint names --data-dir; in a config it is the data_dir key
         raise DataError(f"[[datasets]] {entry.name}: {exc} (in a bench config: data_dir = \"DIR\")") from exc
     config = default_recipe(entry.name, entry.model).with_(seed=0, **entry.recipe)

@@ -8,7 +8,8 @@ tuned on. The first trial is always the method's defaults, so the best parameter
 defaults on the tuning split. The search space is the method's own ``search_space`` (declared next to its
 ``Config``); a value the config's ``[methods]`` entry fixes is not searched, and a list there replaces the range
 with those choices. Trials live in an Optuna study in ``OUT/tune.db`` (SQLite), so a second run adds trials to
-the first; originals and tuning references are saved under ``OUT/models``.
+the first (it rewrites the overlay, so it needs ``--force``, or ``--write`` another file); originals and
+tuning references are saved under ``OUT/models``.
 
     unlearn tune --method gradient-ascent --config benchmarks/digits-smoke.toml --trials 30 --out runs/tune/ga
     unlearn bench benchmarks/digits-smoke.toml --overlay runs/tune/ga/gradient-ascent.toml --out runs/bench/tuned
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from unlearnkit import files
 from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.bench.config import BenchConfig
 from unlearnkit.bench.runner import original_model, short_digest
@@ -116,6 +118,7 @@ def tune(
     progress: bool | None = None,
     on_step: Callable[[str], None] | None = None,
     command: str | None = None,
+    force: bool = False,
 ) -> TuneResult:
     """Run ``trials`` more Optuna trials of ``method`` on the config's tuning splits; write the overlay.
 
@@ -127,6 +130,7 @@ def tune(
         tuning_seed: seeds the forget sets, the references and the method; must differ from every reported seed
             (default: the config's largest seed + 1000).
         timeout: stop starting new trials after this many seconds.
+        force: replace an existing overlay file (otherwise refused before any trial runs).
     """
     try:
         import optuna
@@ -143,6 +147,8 @@ def tune(
                           "another --seed so tuned numbers are not reported on their own tuning split")
     say = on_step or (lambda _msg: None)
     out = Path(out)
+    path = Path(overlay_path) if overlay_path else out / f"{method}.toml"
+    files.refuse_overwrite(path, force)  # before any trial runs
     out.mkdir(parents=True, exist_ok=True)
     models_dir = out / "models"
     warm_up_optimizers()
@@ -197,7 +203,6 @@ def tune(
     best = study.best_trial
     default_trial = next((t for t in done if t.user_attrs.get("defaults")), None)
     best_params = {**fixed, **best.params}
-    path = Path(overlay_path) if overlay_path else out / f"{method}.toml"
     header = [command or f"unlearn tune --method {method} --trials {trials}",
               f"objective {OBJECTIVE} on the tuning split (seed {seed}), mean over {len(cases)} split(s): "
               f"best {best.value:.4f} (trial {best.number} of {len(done)}), defaults "
@@ -206,8 +211,7 @@ def tune(
               f"speedup of the best trial against retraining: {best.user_attrs.get('speedup', float('nan')):.1f}x",
               f"use: unlearn bench CONFIG --overlay {path}"]
     text = overlay_text(method, best_params, header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    files.write_text_atomic(path, text, force=force)
     return TuneResult(method=method, best_params=best_params, best_value=float(best.value),
                       default_value=None if default_trial is None else float(default_trial.value), trials=len(done),
                       failed=len(failed), tuning_seed=seed, splits=[c["name"] for c in cases], overlay_path=path,
@@ -231,7 +235,7 @@ def _cases(config: BenchConfig, seed: int, models_dir: Path, device, say: Callab
                 result = unlearn(shared["original"], split, "retrain", train_config=shared["config"], device=device,
                                  seed=seed, progress=False)
                 save_checkpoint(path, result.model, shared["meta"])
-                seconds_file.write_text(repr(result.seconds))
+                files.write_text_atomic(seconds_file, repr(result.seconds), force=True)  # our own cache
                 model, seconds = result.model, result.seconds
             reference = evaluate(model, split, shared["bundle"].test, device=device, seed=seed)
             cases.append({"name": f"{entry.name}/{entry.model} {spec}", "original": shared["original"],

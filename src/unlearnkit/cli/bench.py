@@ -16,6 +16,7 @@ from rich.markup import escape
 from unlearnkit.cli.common import (
     BatchOpt,
     DataDirOpt,
+    DataOptionOpt,
     DatasetOpt,
     DeviceOpt,
     EpochsOpt,
@@ -36,14 +37,17 @@ from unlearnkit.cli.common import (
     status,
     train_recipe,
 )
+from unlearnkit.files import refuse_overwrite
+
+ForceSaveOpt = Annotated[bool, typer.Option("--force", help="Replace the --save file if it exists.")]
 
 
 def run_compare_cli(dataset, model, forget_spec, methods_arg, seed, data_dir, subjects, train_size, device,
-                 progress, quiet, epochs=None, **recipe):
+                 progress, quiet, epochs=None, data_option=(), **recipe):
     from unlearnkit.bench import apply_compare_defaults
     from unlearnkit.bench import compare as run_compare
 
-    bundle, epochs = apply_compare_defaults(load_bundle(dataset, data_dir, subjects, train_size),
+    bundle, epochs = apply_compare_defaults(load_bundle(dataset, data_dir, subjects, train_size, data_option),
                                             train_size=train_size, epochs=epochs)
     name = resolve_model_name(dataset, model)
     config = train_recipe(dataset, name, 0, epochs=epochs, **recipe)
@@ -66,10 +70,12 @@ def compare(
     data_dir: DataDirOpt = None,
     subjects: SubjectsOpt = None,
     train_size: TrainSizeOpt = None,
+    data_option: DataOptionOpt = [],  # noqa: B006
     device: DeviceOpt = "auto",
     progress: ProgressOpt = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
     save: Annotated[str | None, typer.Option("--save", help="Also write the JSON result to this file.")] = None,
+    force: ForceSaveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train an original model, retrain without the forget set, run methods, and rank them against retraining.
@@ -78,9 +84,10 @@ def compare(
 
     Random forgetting then has something to remove; --train-size and --epochs override those defaults.
     """
+    refuse_overwrite(save, force)  # before the models train
     result = run_compare_cli(dataset, model, forget_spec, methods_arg, seed, data_dir, subjects, train_size, device,
-                          progress, as_json, epochs=epochs, batch_size=batch_size, lr=lr)
-    if save_and_emit(result.to_json(), save, as_json):
+                          progress, as_json, epochs=epochs, data_option=data_option, batch_size=batch_size, lr=lr)
+    if save_and_emit(result.to_json(), save, as_json, force):
         return
     if markdown:
         sys.stdout.write(result.to_markdown())
@@ -128,9 +135,13 @@ def neurips(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain the references; cache nothing.")] = False,
     data_dir: DataDirOpt = None,
+    data_option: Annotated[list[str], typer.Option(
+        "--data-option", metavar="KEY=VALUE", help="Check that the checkpoint's data has this option value (repeat); "
+        "the data options themselves come from the checkpoint.")] = [],  # noqa: B006
     device: DeviceOpt = "auto",
     progress: ProgressOpt = None,
     save: Annotated[str | None, typer.Option("--save", help="Also write the JSON result to this file.")] = None,
+    force: ForceSaveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The NeurIPS-2023 challenge's score: N unlearned vs N retrained models, per forget example.
@@ -143,11 +154,14 @@ def neurips(
 
     from unlearnkit.bench.neurips import neurips_evaluation
     from unlearnkit.bench.references import default_cache_dir
+    from unlearnkit.cli.common import parse_data_options
     from unlearnkit.data import select
     from unlearnkit.runs import load_with_data, training_set
     from unlearnkit.train import TrainConfig
 
-    ckpt, bundle = load_with_data(checkpoint, device=device, data_dir=data_dir)
+    refuse_overwrite(save, force)  # before the models train
+    ckpt, bundle = load_with_data(checkpoint, device=device, data_dir=data_dir,
+                                  data_options=parse_data_options(data_option))
     train_set = training_set(bundle, ckpt)
     split = select(train_set, forget_spec, seed=seed)
     cache = None if no_cache else str(cache_dir or default_cache_dir())
@@ -157,7 +171,7 @@ def neurips(
         calibration=calibration, cache_dir=cache, device=device, progress=progress,
         on_step=None if as_json else status,
     )
-    if save_and_emit(result.to_json(), save, as_json):
+    if save_and_emit(result.to_json(), save, as_json, force):
         return
     calib = "" if result.calibration_forget_quality is None else \
         f" (retrain vs retrain: {result.calibration_forget_quality:.4f}, the ceiling)"
@@ -245,6 +259,7 @@ def tune(
     write: Annotated[str | None, typer.Option("--write", help="Where to write the overlay "
                                               "(default: OUT/METHOD.toml).")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Start no trial after this many seconds.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing overlay file.")] = False,
     device: DeviceOpt = "auto",
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
@@ -263,7 +278,8 @@ def tune(
     directory = out or f"runs/tune/{config.name}-{method}"
     command = "unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = run_tune(config, method, trials, directory, tuning_seed=seed, overlay_path=write, timeout=timeout,
-                      device=device, progress=progress, on_step=None if as_json else status, command=command)
+                      device=device, progress=progress, on_step=None if as_json else status, command=command,
+                      force=force)
     if as_json:
         return emit_json(result.to_json())
     default = "not tried" if result.default_value is None else f"{result.default_value:.4f}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,6 +36,10 @@ SubjectsOpt = Annotated[
 TrainSizeOpt = Annotated[
     int | None, typer.Option("--train-size", help="Use a deterministic subset of N training samples (quick runs).")
 ]
+DataOptionOpt = Annotated[
+    list[str], typer.Option("--data-option", metavar="KEY=VALUE", help="An option of the data source, KEY=VALUE "
+                            "(repeat; `unlearn datasets` lists each source's keys).")
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds the random forget subset and the method.")]
 ForgetOpt = Annotated[
@@ -62,11 +65,16 @@ def emit_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-def save_and_emit(data: dict, save: str | None, as_json: bool) -> bool:
-    """Write ``data`` as JSON to ``save`` (if given) and print it with ``--json``; True if it was printed."""
+def save_and_emit(data: dict, save: str | None, as_json: bool, force: bool = False) -> bool:
+    """Write ``data`` as JSON to ``save`` (if given) and print it with ``--json``; True if it was printed.
+
+    The file is written whole (temporary name, then rename); an existing file is replaced only with ``force``
+    (commands check that with :func:`unlearnkit.files.refuse_overwrite` before their work starts as well).
+    """
     if save:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        Path(save).write_text(json.dumps(data, indent=2) + "\n")
+        from unlearnkit.files import write_json_atomic
+
+        write_json_atomic(save, data, force=force)
     if as_json:
         emit_json(data)
     return as_json
@@ -80,10 +88,27 @@ def train_recipe(dataset: str, model: str, seed: int, **overrides):
     return base.with_(seed=seed, **changes)
 
 
-def load_bundle(dataset: str, data_dir, subjects, train_size, **tabular):
+def load_bundle(dataset: str, data_dir, subjects, train_size, data_option: list[str] | tuple[str, ...] = (), **tabular):
     from unlearnkit.data import load_dataset
 
-    return load_dataset(dataset, data_dir=data_dir, subjects=subjects, train_size=train_size, **tabular)
+    return load_dataset(dataset, data_dir=data_dir, subjects=subjects, train_size=train_size,
+                        data_options=parse_data_options(data_option), **tabular)
+
+
+def parse_data_options(values: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["shift=2", "noise=0.1"]`` -> ``{"shift": "2", "noise": "0.1"}``; the source coerces and checks the values."""
+    options: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise UnlearnError(f"--data-option {item!r} needs KEY=VALUE, e.g. --data-option shift=2 "
+                               "(`unlearn datasets` lists each source's keys)")
+        if key in options:
+            raise UnlearnError(f"--data-option {key} is given twice ({options[key]!r} and {value.strip()!r}); "
+                               "give each key once")
+        options[key] = value.strip()
+    return options
 
 
 def resolve_model_name(dataset: str, model: str | None) -> str:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +17,7 @@ from rich.markup import escape
 from unlearnkit.cli.common import (
     BatchOpt,
     DataDirOpt,
+    DataOptionOpt,
     DatasetOpt,
     DeviceOpt,
     EpochsOpt,
@@ -54,16 +54,21 @@ def datasets(as_json: JsonOpt = False) -> None:
             "name": source.name, "summary": source.summary, "default_dir": source.default_dir,
             "available": present, "default_model": source.default_model,
             "how_to_get": source.how_to_get or "embedded (scikit-learn)",
+            "options": [option.to_json() for option in source.options],  # its --data-option keys
         })
     if as_json:
         return emit_json(rows)
     from rich.table import Table
 
     table = Table(title="datasets")
-    for col in ("name", "summary", "available", "default model"):
+    for col in ("name", "summary", "available", "default model", "--data-option (default)"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["summary"], "yes" if r["available"] else "needs --data-dir", r["default_model"])
+        options = "\n".join(  # defaults as --data-option takes them (flip=false)
+            f"{o['name']}={str(o['default']).lower() if o['type'] == 'bool' else o['default']} "
+            f"({o['type']}; {o['valid']}): {o['help']}" for o in r["options"]) or "-"
+        table.add_row(escape(r["name"]), escape(r["summary"]), "yes" if r["available"] else "needs --data-dir",
+                      r["default_model"], escape(options))
     out_console.print(table)
 
 
@@ -75,7 +80,8 @@ def methods(as_json: JsonOpt = False) -> None:
     rows = [{
         "name": cls.name, "summary": cls.summary, "reference": cls.reference, "exact": cls.exact,
         "certified": cls.certified, "requires": cls.requires, "needs_retain": cls.needs_retain,
-        "needs_forget": cls.needs_forget, "params": cls.params(),
+        "needs_forget": cls.needs_forget, "kind": cls.kind, "params": cls.params(),
+        "constraints": cls.constraints(),  # name -> the declared constraint in words
     } for cls in METHODS.values()]
     if as_json:
         return emit_json(rows)
@@ -105,6 +111,7 @@ def train(
     data_dir: DataDirOpt = None,
     subjects: SubjectsOpt = None,
     train_size: TrainSizeOpt = None,
+    data_option: DataOptionOpt = [],  # noqa: B006
     label: Annotated[str | None, typer.Option("--label", help="tabular: the label column.")] = None,
     id_column: Annotated[str | None, typer.Option("--id-column", help="tabular: stable sample ids.")] = None,
     subject_column: Annotated[str | None, typer.Option("--subject-column", help="tabular: data owners.")] = None,
@@ -149,7 +156,7 @@ def train(
     refuse_overwrite(out, force)
     tabular = {"label": label, "id_column": id_column, "subject_column": subject_column,
                "attribute_columns": attribute} if dataset == "tabular" else {}
-    bundle = load_bundle(dataset, data_dir, subjects, train_size, **tabular)
+    bundle = load_bundle(dataset, data_dir, subjects, train_size, data_option, **tabular)
     name = resolve_model_name(dataset, model)
     config = train_recipe(dataset, name, seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                           schedule=schedule, weight_decay=weight_decay)
@@ -167,6 +174,8 @@ def train(
         "test_accuracy": round(accuracy_on(trained.model, bundle.test), 6),
         "seconds": round(trained.seconds, 3), "train_config": config.to_dict(),
     }
+    if bundle.options.get("data_options"):
+        summary["data_options"] = bundle.options["data_options"]  # all of the source's options, defaults filled
     if trained.updates is not None:
         summary["updates"] = trained.updates.storage()
     if sisa_spec is not None:
@@ -271,11 +280,14 @@ def evaluate(
     per_sample: Annotated[
         str | None, typer.Option("--per-sample", help="Also write per-sample values (JSON) to this file.")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --per-sample file if it exists.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure forget/retain/test accuracy and membership inference, and the gap to a retrained reference."""
+    from unlearnkit.files import refuse_overwrite, write_json_atomic
     from unlearnkit.runs import evaluate_checkpoint
 
+    refuse_overwrite(per_sample, force)  # before the evaluation runs
     report, split, warnings = evaluate_checkpoint(
         checkpoint, forget_spec, reference=reference, original=original, relearn=relearn, seed=seed, device=device,
         data_dir=data_dir,
@@ -283,11 +295,10 @@ def evaluate(
     for warning in warnings:
         warn(warning)
     if per_sample:
-        Path(per_sample).parent.mkdir(parents=True, exist_ok=True)
         full = report.to_json(per_sample=True)
-        Path(per_sample).write_text(json.dumps({
+        write_json_atomic(per_sample, {
             **full["per_sample"], "had_reference": full["had_reference"], "not_computed": full["not_computed"],
-        }) + "\n")
+        }, force=force, indent=None)
     if as_json:
         return emit_json(report.to_json())
     if markdown:

@@ -62,6 +62,9 @@ class IndexedDataset:
     subjects: torch.Tensor | None = None
     attributes: dict[str, torch.Tensor] = field(default_factory=dict)
     tasks: dict[str, torch.Tensor] = field(default_factory=dict)
+    # what made these samples beyond their ids and labels, for sources whose options change the features (set by
+    # load_dataset from the data options); enters the fingerprint only when set, so other fingerprints never move
+    origin: str = ""
 
     def __post_init__(self) -> None:
         self.x = torch.as_tensor(self.x)
@@ -119,6 +122,7 @@ class IndexedDataset:
             subjects=None if self.subjects is None else self.subjects[idx],
             attributes={k: v[idx] for k, v in self.attributes.items()},
             tasks={k: v[idx] for k, v in self.tasks.items()},
+            origin=self.origin,
         )
 
     def contains(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
@@ -144,13 +148,16 @@ class IndexedDataset:
         return self.subset(~self.mask_of(ids))
 
     def fingerprint(self) -> str:
-        """sha256 over the sorted ids, the feature shape and the labels: identifies the sample set."""
+        """sha256 over the sorted ids, the feature shape, the labels and the ``origin`` (when set: a derived
+        source's options): identifies the sample set."""
         order = torch.argsort(self.ids)
         h = hashlib.sha256()
         h.update(np.ascontiguousarray(self.ids[order].numpy()).tobytes())
         h.update(str(tuple(self.x.shape)).encode())
         h.update(str(self.num_classes).encode())
         h.update(np.ascontiguousarray(self.y[order].numpy()).tobytes())
+        if self.origin:
+            h.update(self.origin.encode())
         return h.hexdigest()
 
     def class_counts(self) -> dict[int, int]:

@@ -9,12 +9,19 @@ directory, and a missing directory is an error that says how to obtain the files
     mnist           IDX .gz files from --data-dir
     cifar10         the python-pickle batches (cifar-10-batches-py) from --data-dir
     tabular         a CSV or Parquet file: --label, optional --id-column / --subject-column
+
+A source may declare options (:class:`DataOption`: name, type, default, help, valid range or choices), set with
+``load_dataset(name, data_options={...})`` or ``--data-option KEY=VALUE``. :func:`check_data_options` validates and
+coerces them against the declarations and fills the defaults; the bundle records them in ``bundle.options`` so a
+checkpoint rebuilds exactly the same data. No shipped source declares options yet; derived sources will.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
+import math
 import pickle
 import struct
 import zlib
@@ -38,6 +45,94 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 SPLIT_SEED = 0
 
 
+OptionValue = int | float | str | bool
+OPTION_TYPES = {int: "int", float: "float", str: "str", bool: "bool"}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+@dataclass(frozen=True)
+class DataOption:
+    """One option a data source declares: its type, default, a one-line help and the values it accepts.
+
+    ``low``/``high`` bound an int or float option (inclusive; NaN and infinities lie outside every range),
+    ``choices`` lists a str option's values. :meth:`coerce` turns a command-line string (or a TOML value of the
+    declared type) into the declared type, or raises a one-line ConfigError naming the key, the value and what
+    is valid.
+
+    Example:
+        >>> DataOption("shift", int, 0, "roll the pixels right", low=0, high=7).coerce("3")
+        3
+    """
+
+    name: str
+    type: type  # int, float, str or bool
+    default: OptionValue
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # declarations are code: a bad one is a programming error
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"data option {self.name!r}: type must be one of int, float, str, bool, not {self.type}")
+        if self.choices and self.type is not str:
+            raise ValueError(f"data option {self.name!r}: choices apply to str options")
+        if (self.low is not None or self.high is not None) and self.type not in (int, float):
+            raise ValueError(f"data option {self.name!r}: low/high apply to int and float options")
+        try:
+            self.coerce(self.default)  # the default must be valid itself
+        except ConfigError as exc:
+            raise ValueError(f"data option {self.name!r}: bad default ({exc})") from None
+
+    def valid(self) -> str:
+        """What the option accepts, in words: 'an integer in [0, 7]', 'one of: wrap, zero', 'true or false'."""
+        if self.type is bool:
+            return "true or false"
+        if self.type is str:
+            return f"one of: {', '.join(self.choices)}" if self.choices else "a string"
+        kind = "an integer" if self.type is int else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{kind} in [{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f"{kind} >= {self.low:g}"
+        if self.high is not None:
+            return f"{kind} <= {self.high:g}"
+        return kind
+
+    def coerce(self, value: OptionValue) -> OptionValue:
+        """``value`` (a string from the command line, or a value of the declared type) in the declared type."""
+        bad = ConfigError(f"{self.name}={value!r} is invalid; {self.name} must be {self.valid()}")
+        if isinstance(value, str) and self.type is not str:
+            text = value.strip().lower()
+            if self.type is bool:
+                if text not in _TRUE + _FALSE:
+                    raise bad
+                return text in _TRUE
+            try:
+                value = self.type(text)
+            except ValueError:
+                raise bad from None
+        elif self.type is bool:
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        elif isinstance(value, bool) or not isinstance(value, (int, float) if self.type is float else self.type):
+            raise bad  # a bool is no number here, a float no integer, a number no string
+        if self.type is float:
+            value = float(value)
+            if not math.isfinite(value):
+                raise bad
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise bad
+        if self.choices and value not in self.choices:
+            raise bad
+        return value
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "type": OPTION_TYPES[self.type], "default": self.default, "help": self.help,
+                "valid": self.valid()}
+
+
 @dataclass(frozen=True)
 class DataSource:
     name: str
@@ -47,6 +142,12 @@ class DataSource:
     how_to_get: str = ""
     default_model: str = "mlp"
     embedded: bool = False  # ships with a dependency: no directory needed
+    options: tuple[DataOption, ...] = ()  # passed to the loader as keyword arguments (all of them, defaults filled)
+
+    def __post_init__(self) -> None:
+        names = [o.name for o in self.options]
+        if len(set(names)) != len(names):
+            raise ValueError(f"data source {self.name!r} declares an option twice: {names}")
 
 
 SOURCES: Registry[DataSource] = Registry("dataset", listing="unlearn datasets")
@@ -60,6 +161,40 @@ def get_source(name: str) -> DataSource:
     return SOURCES.get(name)
 
 
+def check_data_options(name: str, given: dict[str, OptionValue] | None, *, flag: str = "--data-option"
+                       ) -> dict[str, OptionValue]:
+    """Validate ``given`` against the options source ``name`` declares: every declared option in its declared
+    type, defaults filled, in declaration order. ``flag`` names how the user gave them, for the messages.
+
+    Example:
+        >>> check_data_options("digits", None)
+        {}
+        >>> check_data_options("digits", {"nope": "1"})
+        Traceback (most recent call last):
+        ...
+        unlearnkit.errors.ConfigError: dataset 'digits' takes no --data-option (got 'nope'); it has no options
+    """
+    source = get_source(name)
+    given = dict(given or {})
+    declared = {o.name: o for o in source.options}
+    unknown = [k for k in given if k not in declared]
+    if unknown:
+        got = ", ".join(repr(k) for k in unknown)
+        if not declared:
+            raise ConfigError(f"dataset {name!r} takes no {flag} (got {got}); it has no options")
+        raise ConfigError(f"dataset {name!r} has no {flag} {got}; valid keys: {', '.join(declared)}")
+    try:
+        return {key: option.coerce(given[key]) if key in given else option.default
+                for key, option in declared.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"dataset {name!r}: {flag} {exc}") from None
+
+
+def data_options_digest(name: str, options: dict[str, OptionValue]) -> str:
+    """What a source's options add to its samples' identity (``IndexedDataset.origin``): canonical JSON."""
+    return json.dumps({"source": name, "data_options": options}, sort_keys=True, separators=(",", ":"))
+
+
 def load_dataset(
     name: str = "digits",
     *,
@@ -71,6 +206,7 @@ def load_dataset(
     attribute_columns: list[str] | tuple[str, ...] = (),
     test_fraction: float = 0.2,
     train_size: int | None = None,
+    data_options: dict[str, OptionValue] | None = None,
 ) -> DatasetBundle:
     """Load a registered dataset source.
 
@@ -84,6 +220,9 @@ def load_dataset(
         test_fraction: held-out share for sources without a test split (digits, tabular).
         train_size: keep a deterministic random subset of this many training samples (quick runs);
             the subset depends only on the size, never on a seed, so checkpoints can rebuild it.
+        data_options: the source's declared options (``DataSource.options``; strings are coerced to the declared
+            types); an undeclared key or an invalid value is a ConfigError. Recorded, defaults filled, in
+            ``bundle.options["data_options"]`` for sources that declare options.
 
     Example:
         >>> bundle = load_dataset("digits")
@@ -95,6 +234,7 @@ def load_dataset(
         raise ConfigError(f"--subjects must be at least 1, got {subjects}")
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test fraction must lie in (0, 1), got {test_fraction}")
+    extra = check_data_options(name, data_options)  # before any file is read: a typo fails at once
     options: dict = {}
     if name == "tabular":
         if data_dir is None or label is None:
@@ -105,7 +245,7 @@ def load_dataset(
             "test_fraction": test_fraction,
         }
         bundle = source.loader(
-            str(data_dir), label, id_column, subject_column, list(attribute_columns), test_fraction
+            str(data_dir), label, id_column, subject_column, list(attribute_columns), test_fraction, **extra
         )
     else:
         if any(v is not None for v in (label, id_column, subject_column)) or attribute_columns:
@@ -123,10 +263,15 @@ def load_dataset(
                     f"data directory {str(directory)!r} for {name!r} does not exist; {source.how_to_get}"
                 )
             options["data_dir"] = str(directory)
-            bundle = source.loader(directory)
+            bundle = source.loader(directory, **extra)
         else:
             options["test_fraction"] = test_fraction
-            bundle = source.loader(test_fraction=test_fraction)
+            bundle = source.loader(test_fraction=test_fraction, **extra)
+    if extra:  # only sources that declare options record them: the others' options stay as they always were
+        options["data_options"] = extra
+        # the options enter the samples' fingerprint: options that change only the pixels make other data
+        for split in (s for s in (bundle.train, bundle.test, bundle.val) if s is not None):
+            split.origin = data_options_digest(name, extra)
     if subjects is not None:
         _assign_pseudo_subjects(bundle, subjects)
         options["subjects"] = subjects

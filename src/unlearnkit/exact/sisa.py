@@ -16,10 +16,13 @@ not see them bit for bit; unlearning reuses those steps' saved weights and rerun
 equals that fresh training weight for weight on the CPU.
 
 Files beside a checkpoint ``OUT`` (``OUT.safetensors`` + ``OUT.json``, the ensemble as model
-``sisa-ensemble``, loadable by ``load_checkpoint``):
+``sisa-ensemble``, loadable by ``load_checkpoint``), written and read by :mod:`unlearnkit.exact.sisa_io`:
 
     OUT.sisa/assignment.json                   the plan, the ids of every shard and slice, each file's sha256
     OUT.sisa/shard-K/slice-R.safetensors       member K's weights after slice step R
+
+This module turns a :class:`SisaState` into those files' contents and back (:func:`save_sisa`,
+:func:`load_sisa`); ``sisa_io`` does the writing, reading and sha256 checks.
 
 From the shell:
 
@@ -30,34 +33,36 @@ From the shell:
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from unlearnkit.data.dataset import DataSpec, IndexedDataset
 from unlearnkit.data.select import ForgetSplit
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import CheckpointError, ConfigError
-from unlearnkit.models import build_model, checkpoint_paths, read_sidecar
+from unlearnkit.exact.sisa_io import (  # noqa: F401  (FORMAT, VERSION, sisa_dir: re-exported for callers)
+    FORMAT,
+    INDEX,
+    VERSION,
+    read_sisa_index,
+    read_slice,
+    sisa_dir,
+    slice_file,
+    write_sisa_files,
+)
+from unlearnkit.models import build_model, read_sidecar
 from unlearnkit.models.architectures import AGGREGATES, ShardEnsemble
-from unlearnkit.models.checkpoint import file_sha256
 from unlearnkit.ray_session import ray_session
 from unlearnkit.train import TrainConfig, fit
 
 ENSEMBLE = "sisa-ensemble"  # the registered architecture of a SISA checkpoint's main model
 BY = ("ids", "subjects")
 EXECUTORS = ("local", "ray")
-FORMAT = "unlearnkit-sisa"
-VERSION = 1
 SPEC_HELP = "e.g. --sisa shards=5,slices=3[,aggregate=vote|softmax][,by=ids|subjects][,threads=1]"
 
 
@@ -395,47 +400,22 @@ def forget_sisa(
                       {k: r + 1 for k, r in first.items()})
 
 
-# --- files beside a checkpoint -------------------------------------------------------------------------------
-def sisa_dir(path: str | Path) -> Path:
-    """``runs/x`` -> ``runs/x.sisa``: where a SISA checkpoint keeps its assignment and slice weights."""
-    _, sidecar = checkpoint_paths(path)
-    return sidecar.with_suffix(".sisa")
-
-
-def _slice_file(shard: int, step: int) -> str:
-    return f"shard-{shard}/slice-{step + 1}.safetensors"
-
-
+# --- saving and loading (the files themselves: unlearnkit.exact.sisa_io) ----------------------------------------
 def save_sisa(path: str | Path, state: SisaState) -> dict:
-    """Write ``PATH.sisa/`` (replacing an older one only once the new one is complete); returns the summary
-    the checkpoint sidecar keeps under ``"sisa"`` (with the sha256 that ties the two together)."""
-    final = sisa_dir(path)
-    tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
-    for leftover in (tmp, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    files = {}
-    for k, steps in enumerate(state.states):
-        for r, weights in enumerate(steps):
-            name = _slice_file(k, r)
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            save_file({n: t.contiguous() for n, t in weights.items()}, str(tmp / name), metadata={"format": FORMAT})
-            files[name] = file_sha256(tmp / name)
+    """Write a new SISA folder for the checkpoint at ``path`` (beside the old one, which stays whole); returns the
+    summary the checkpoint sidecar keeps under ``"sisa"``, whose ``dir`` and sha256 tie the two together.
+
+    The folder becomes the checkpoint's when a sidecar naming it is saved (``runs.save_model`` does both).
+    """
     doc = {
-        "format": FORMAT, "version": VERSION, **state.spec.to_dict(), "seed": state.seed,
+        **state.spec.to_dict(), "seed": state.seed,
         "member": {"name": state.member, "kwargs": state.member_kwargs}, "spec": state.data_spec.to_dict(),
         "train_config": state.train_config.to_dict(), "shard_sizes": state.assignment.shard_sizes(),
-        "files": files, "assignment": state.assignment.ids,
+        "assignment": state.assignment.ids,
     }
-    (tmp / "assignment.json").write_text(json.dumps(doc) + "\n")
-    digest = file_sha256(tmp / "assignment.json")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
-    return {"dir": final.name, **state.spec.to_dict(), "shard_sizes": state.assignment.shard_sizes(),
-            "assignment_sha256": digest}
+    written = write_sisa_files(path, doc, state.states)
+    return {"dir": written["dir"], **state.spec.to_dict(), "shard_sizes": state.assignment.shard_sizes(),
+            "assignment_sha256": written["assignment_sha256"]}
 
 
 def load_sisa(path: str | Path) -> SisaState:
@@ -444,41 +424,17 @@ def load_sisa(path: str | Path) -> SisaState:
     if "sisa" not in meta or meta["model"]["name"] != ENSEMBLE:
         raise ConfigError(f"{Path(path)} is not a SISA checkpoint; method 'sisa' needs one trained with "
                           "unlearn train --sisa shards=S,slices=R")
-    folder = sisa_dir(path)
-    index = folder / "assignment.json"
-    if not index.is_file():
-        raise CheckpointError(f"{index} not found; a SISA checkpoint keeps its shards in {folder.name}/ beside it: "
-                              "copy that folder with the checkpoint, or train again with --sisa")
-    if file_sha256(index) != meta["sisa"].get("assignment_sha256"):
-        raise CheckpointError(f"{index} does not match {checkpoint_paths(path)[1].name} (sha256 differs); restore "
-                              "the checkpoint and its .sisa folder as they were saved together")
+    folder, doc = read_sisa_index(path, meta["sisa"]["assignment_sha256"])
     try:
-        doc = json.loads(index.read_text())
         spec = SisaSpec(**{k: doc[k] for k in ("shards", "slices", "aggregate", "by", "threads")})
         assignment = Assignment(doc["assignment"])
-        files = doc["files"]
         state = SisaState(spec, int(doc["seed"]), doc["member"]["name"], _tuples(doc["member"]["kwargs"]),
                           DataSpec.from_dict(doc["spec"]), TrainConfig.from_dict(doc["train_config"]), assignment,
                           states=[])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{index} is damaged ({type(exc).__name__}: {exc}); restore it, or train again "
-                              "with --sisa") from exc
-    for k in range(spec.shards):
-        steps = []
-        for r in range(spec.slices):
-            name = _slice_file(k, r)
-            file = folder / name
-            if not file.is_file():
-                raise CheckpointError(f"SISA slice file {file} is missing; restore {folder.name}/ as saved, or "
-                                      "train again with --sisa")
-            if file_sha256(file) != files.get(name):
-                raise CheckpointError(f"SISA slice file {file} is corrupt (sha256 differs from assignment.json); "
-                                      f"restore {folder.name}/ as saved, or train again with --sisa")
-            try:
-                steps.append(load_file(str(file)))
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise CheckpointError(f"cannot read SISA slice file {file} ({exc}); restore it") from exc
-        state.states.append(steps)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder / INDEX} is damaged ({type(exc).__name__}: {exc}); restore it, or train "
+                              "again with --sisa") from exc
+    state.states = [[read_slice(folder, doc, k, r) for r in range(spec.slices)] for k in range(spec.shards)]
     return state
 
 
@@ -493,7 +449,7 @@ def check_matches(model: nn.Module, state: SisaState, path: str | Path) -> None:
         if saved.keys() != steps[-1].keys() or not all(
                 torch.equal(saved[n].cpu(), steps[-1][n]) for n in saved):
             raise CheckpointError(f"member {k} of {Path(path)} differs from {sisa_dir(path).name}/"
-                                  f"{_slice_file(k, state.spec.slices - 1)}; restore the files saved together")
+                                  f"{slice_file(k, state.spec.slices - 1)}; restore the files saved together")
 
 
 def _tuples(kwargs: dict) -> dict:

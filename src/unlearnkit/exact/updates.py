@@ -27,16 +27,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from unlearnkit import files
 from unlearnkit.errors import CheckpointError, ConfigError
+from unlearnkit.models.checkpoint import new_side_folder, side_folder
 
 FORMAT = "unlearnkit-updates"
 VERSION = 1
@@ -46,12 +48,19 @@ CHUNK_BYTES = 64 << 20
 FLOAT16_MAX = torch.finfo(torch.float16).max
 
 
+SECTION = "recorded_updates"  # the checkpoint sidecar section that names the folder
+
+
 def updates_dir(checkpoint: str | Path) -> Path:
-    """Where the updates of the checkpoint ``runs/x`` (or ``runs/x.json``/``.safetensors``) live: ``runs/x.updates``."""
-    p = Path(checkpoint)
-    if p.suffix in (".json", ".safetensors"):
-        p = p.with_suffix("")
-    return p.with_name(p.name + ".updates")
+    """Where the updates of the checkpoint ``runs/x`` (or ``runs/x.json``/``.safetensors``) live: ``runs/x.updates``,
+    or the ``runs/x.updates.new-...`` folder its sidecar names (after a ``--force`` replacement)."""
+    return side_folder(checkpoint, SECTION)
+
+
+def new_updates_dir(checkpoint: str | Path) -> Path:
+    """Where to record the updates of a model that will be saved at ``checkpoint``: ``runs/x.updates`` if free, else
+    a fresh name, so that a checkpoint saved there now keeps its own updates until the new one replaces it."""
+    return new_side_folder(checkpoint, SECTION)
 
 
 def state_fingerprint(model: nn.Module) -> str:
@@ -73,13 +82,25 @@ class UpdateRecorder:
     """Records each step's parameter update and batch ids to a folder; pass it as ``fit(after_step=...)``.
 
     Example:
-        >>> recorder = UpdateRecorder(model, updates_dir("runs/x"))          # doctest: +SKIP
-        >>> fit(model, data.train, config, after_step=recorder)              # doctest: +SKIP
-        >>> log = recorder.finish(model)                                     # doctest: +SKIP
+        >>> import tempfile
+        >>> from unlearnkit.data import load_dataset
+        >>> from unlearnkit.models import build_model
+        >>> from unlearnkit.train import TrainConfig, fit
+        >>> data = load_dataset("digits")  # 1438 training samples
+        >>> model = build_model("mlp", data.spec, seed=0)
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> recorder = UpdateRecorder(model, updates_dir(Path(folder.name) / "x"))
+        >>> model = fit(model, data.train, TrainConfig(epochs=1, batch_size=512), after_step=recorder, progress=False)
+        >>> log = recorder.finish(model)
+        >>> log.steps, [len(log.batch_ids(step)) for step in range(log.steps)]
+        (3, [512, 512, 414])
+        >>> folder.cleanup()
 
-    Files go to ``directory.partial`` while training runs and are moved to ``directory`` by :meth:`finish`
-    (replacing what was there), so an interrupted run never leaves a half-written log under the final name;
-    :meth:`abort` removes the partial folder.
+    Files go to a hidden temporary folder beside ``directory`` while training runs (each file written whole, then
+    renamed) and the folder is renamed to ``directory`` by :meth:`finish`, so an interrupted run never leaves a
+    half-written log under the final name; :meth:`abort` removes the temporary folder. A log already at
+    ``directory`` is replaced only once the new one is complete (for a checkpoint, record to
+    :func:`new_updates_dir` instead: its sidecar then decides which log is its own).
     """
 
     def __init__(self, model: nn.Module, directory: str | Path, *, dtype: str = "float32",
@@ -89,7 +110,7 @@ class UpdateRecorder:
         if chunk_bytes < 1:
             raise ConfigError(f"chunk_bytes must be positive, got {chunk_bytes}")
         self.directory = Path(directory)
-        self.partial = self.directory.with_name(self.directory.name + ".partial")
+        self.partial = files.temp_path(self.directory)  # the log while it is written
         self.dtype = dtype
         self.chunk_bytes = chunk_bytes
         self.names = [name for name, p in model.named_parameters() if p.requires_grad]
@@ -101,8 +122,8 @@ class UpdateRecorder:
         self._chunks: list[dict] = []
         self._ids: list[torch.Tensor] = []
         self._steps = 0
-        shutil.rmtree(self.partial, ignore_errors=True)
-        self.partial.mkdir(parents=True)
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self.partial.mkdir()
 
     def _snapshot(self, model: nn.Module) -> dict[str, torch.Tensor]:
         params = dict(model.named_parameters())
@@ -133,7 +154,7 @@ class UpdateRecorder:
         if not self._pending:
             return
         path = self.partial / f"chunk-{len(self._chunks):05d}.safetensors"
-        save_file(self._pending, str(path), metadata={"format": FORMAT})
+        files.write_bytes_atomic(path, safetensors_bytes(self._pending, metadata={"format": FORMAT}), force=False)
         self._chunks.append({"file": path.name, "first_step": self._pending_first,
                              "steps": self._steps - self._pending_first, "bytes": path.stat().st_size})
         self._pending, self._pending_bytes, self._pending_first = {}, 0, self._steps
@@ -144,8 +165,9 @@ class UpdateRecorder:
         ids = torch.cat(self._ids) if self._ids else torch.empty(0, dtype=torch.int64)
         offsets = torch.tensor([0, *torch.tensor([len(i) for i in self._ids], dtype=torch.int64).cumsum(0).tolist()],
                                dtype=torch.int64)
-        save_file({"ids": ids, "offsets": offsets}, str(self.partial / "ids.safetensors"),
-                  metadata={"format": FORMAT})
+        files.write_bytes_atomic(self.partial / "ids.safetensors",
+                                 safetensors_bytes({"ids": ids, "offsets": offsets}, metadata={"format": FORMAT}),
+                                 force=False)
         index = {
             "format": FORMAT,
             "version": VERSION,
@@ -158,17 +180,22 @@ class UpdateRecorder:
             "model_bytes": model_bytes(model),
             "final_state_sha256": state_fingerprint(model),
         }
-        (self.partial / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-        if self.directory.exists():
-            shutil.rmtree(self.directory)
-        self.partial.rename(self.directory)
+        files.write_json_atomic(self.partial / "index.json", index, force=False)
+        if self.directory.exists():  # the old log stays whole (renamed aside) until the new one is in place
+            old = files.fresh_path(self.directory, "old")
+            files.replace(self.directory, old)
+            files.replace(self.partial, self.directory)
+            files.remove_tree(old)
+        else:
+            files.replace(self.partial, self.directory)
         self._previous = {}
         return read_updates(self.directory)
 
     def abort(self) -> None:
         """Drop what was written (training failed); the final folder is left untouched."""
         self._pending, self._previous = {}, {}
-        shutil.rmtree(self.partial, ignore_errors=True)
+        if self.partial.exists():
+            files.remove_tree(self.partial)
 
 
 @dataclass

@@ -21,10 +21,11 @@ from torch import nn
 
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.layers import classifier, fresh_module, weight_layers
 from unlearnkit.methods.loops import descend, seeds
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, FRACTION, POSITIVE, Options, Params, param
 from unlearnkit.train import batches
 
 SCORES = ("ratio", "difference")
@@ -78,26 +79,17 @@ class ActivationPrune(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # A fifth of each layer's units, repaired for 3 epochs at the original lr (tuned with seed 1,
         # benchmarks/tune_layers.py): 10% leaves digits class:3 forget accuracy near 0.1 with short repairs;
         # 30% scored better on seed 1 (mean gap 0.0023 vs 0.0054) but the same over seeds 1-3 (0.0039 vs
         # 0.0043) and worse on Fashion-MNIST/cnn, so the smaller reset stays.
-        fraction: float = 0.2  # share of each hidden layer's units reset
-        score: str = "ratio"  # "ratio": forget/retain mean activation (finds units the retain set barely uses)
-        epochs: int = 3  # repair passes over the retain set (retraining on digits takes 30)
-        lr_scale: float = 1.0  # learning rate = lr_scale x the original recipe's lr
-        schedule: str = "cosine"
-
-        def __post_init__(self) -> None:
-            if not 0 < self.fraction <= 1:
-                raise ConfigError(f"activation-prune fraction must lie in (0, 1], got {self.fraction}")
-            if self.score not in SCORES:
-                raise ConfigError(f"activation-prune score must be one of {SCORES}, got {self.score!r}")
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("activation-prune needs epochs >= 1 and lr_scale > 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"activation-prune schedule must be cosine or constant, got {self.schedule!r}")
+        fraction: float = param(0.2, FRACTION)  # share of each hidden layer's units reset
+        score: str = param("ratio", Options(*SCORES))  # "ratio": forget/retain mean activation (finds units the retain
+        # set barely uses)
+        epochs: int = param(3, AT_LEAST_ONE)  # repair passes over the retain set (retraining on digits takes 30)
+        lr_scale: float = param(1.0, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        schedule: str = param("cosine", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearnkit.errors import CheckpointError, ConfigError
+from unlearnkit.errors import CheckpointError
 from unlearnkit.exact.updates import check_matches, read_updates, state_fingerprint, updates_dir
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.models.checkpoint import read_sidecar
+from unlearnkit.params import AT_LEAST_ZERO, POSITIVE, Params, param
 from unlearnkit.train import batches
 
 # Above this share of subtracted steps the model is thrown back close to its initial weights (typical of
@@ -57,19 +58,13 @@ class Amnesiac(Method):
     requires = "a checkpoint trained with --record-updates"
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # The paper repairs with a brief round of training on the remaining data. Two epochs at the original
         # lr bring the digits mlp (10-epoch recipe) back to 0.99 retain accuracy after forgetting a random 1%
         # (43% of the steps subtracted), where one epoch leaves 0.985 (0.979 at 0.4x the lr); class forgetting
         # subtracts every step and is not repaired in so short a time. 0 keeps the bare subtraction.
-        repair_epochs: int = 2
-        lr_scale: float = 1.0  # repair learning rate = lr_scale x the original recipe's lr
-
-        def __post_init__(self) -> None:
-            if self.repair_epochs < 0:
-                raise ConfigError(f"amnesiac repair_epochs must be >= 0, got {self.repair_epochs}")
-            if not self.lr_scale > 0:
-                raise ConfigError(f"amnesiac lr_scale must be > 0, got {self.lr_scale}")
+        repair_epochs: int = param(2, AT_LEAST_ZERO)
+        lr_scale: float = param(1.0, POSITIVE)  # repair learning rate = lr_scale x the original recipe's lr
 
     def run(self, task: UnlearnTask) -> nn.Module:
         checkpoint = task.checkpoint

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.losses import kl_to_teacher
 from unlearnkit.methods.space import Float, Int
 from unlearnkit.models.registry import fresh_copy
+from unlearnkit.params import AT_LEAST_ONE, FRACTION, POSITIVE, Params, param
 from unlearnkit.train import check_finite, make_optimizer
 
 
@@ -45,20 +45,15 @@ class BadTeacher(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned on digits/mlp with seed 1 (benchmarks/tune_distill.py).
-        epochs: int = 1  # passes over the mix of forget and retain samples (paper: 1)
-        lr_scale: float = 0.1  # learning rate = lr_scale x the original recipe's lr (0.05 left class 3 at 21%,
-        # 0.2 cost 5% retain accuracy)
-        temperature: float = 1.0  # softening of teachers and student in the KL (paper: 1; 2 and 4 did no better)
-        retain_fraction: float = 0.5  # share of the retain set mixed in each epoch (paper: 0.3; 0.5 halves
-        # the random:0.1 gap on digits, 0.0083 vs 0.0135)
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1 or not self.lr_scale > 0 or not self.temperature > 0:
-                raise ConfigError("bad-teacher needs epochs >= 1, lr_scale > 0 and temperature > 0")
-            if not 0 < self.retain_fraction <= 1:
-                raise ConfigError(f"bad-teacher retain_fraction must lie in (0, 1], got {self.retain_fraction}")
+        epochs: int = param(1, AT_LEAST_ONE)  # passes over the mix of forget and retain samples (paper: 1)
+        lr_scale: float = param(0.1, POSITIVE)  # learning rate = lr_scale x the original recipe's lr (0.05 left class 3
+        # at 21%, 0.2 cost 5% retain accuracy)
+        temperature: float = param(1.0, POSITIVE)  # softening of teachers and student in the KL (paper: 1; 2 and 4 did
+        # no better)
+        retain_fraction: float = param(0.5, FRACTION)  # share of the retain set mixed in each epoch (paper: 0.3; 0.5
+        # halves the random:0.1 gap on digits, 0.0083 vs 0.0135)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

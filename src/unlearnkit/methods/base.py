@@ -2,17 +2,18 @@
 
 A method is one small file: a ``Method`` subclass with class attributes ``name``, ``summary``,
 ``reference`` and capability flags, a frozen ``Config`` dataclass whose defaults are the tuned
-recipe, and ``run(task) -> nn.Module``. ``@register`` adds it to ``METHODS``; the conformance suite
-(tests/test_methods_conformance.py) then tests it automatically.
+recipe, and ``run(task) -> nn.Module``. The Config subclasses :class:`unlearnkit.params.Params` and declares each
+field's constraint beside its default (``lr_scale: float = param(0.4, POSITIVE)``), so every way of building it
+(``Config(...)``, ``make_config`` from ``--param`` strings, ``Method(config, **overrides)``) checks it the same way.
+``@register`` adds it to ``METHODS``; the conformance suite (tests/test_methods_conformance.py) then tests it
+automatically, including values just outside each declared constraint.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
-import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,23 +26,25 @@ from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.data.select import ForgetSplit
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.space import Space
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Options, Params, coerce, describe, param
 from unlearnkit.registry import Registry
-from unlearnkit.train import TrainConfig
+from unlearnkit.train import SCHEDULES, TrainConfig
+
+# What a method removes. "samples": the forget set's rows (``unlearn``); "attribute": a feature of every row
+# (``remove_attribute``, not ``unlearn``).
+KINDS = ("samples", "attribute")
+SCHEDULE = Options(*SCHEDULES)  # the learning-rate schedule of a method's own training loop
 
 
 @dataclass(frozen=True)
-class Budget:
+class Budget(Params):
     """Limits on an unlearning run. ``seconds``: wall-clock cap (loops stop at the next step and
     note it); ``epochs``: a cap on any method's own epoch count."""
 
-    seconds: float | None = None
-    epochs: int | None = None
+    owner = "Budget"
 
-    def __post_init__(self) -> None:
-        if self.seconds is not None and not self.seconds > 0:
-            raise ConfigError(f"budget seconds must be positive, got {self.seconds}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"budget epochs must be at least 1, got {self.epochs}")
+    seconds: float | None = param(None, POSITIVE)
+    epochs: int | None = param(None, AT_LEAST_ONE)
 
 
 @dataclass
@@ -117,6 +120,9 @@ class Method(ABC):
     needs_forget: ClassVar[bool] = True  # reads the forget set
     needs_conv: ClassVar[bool] = False  # works only on models with conv layers (raises ConfigError otherwise)
     certified: ClassVar[bool] = False  # comes with a removal guarantee (a bound on the distance to retraining)
+    # What the method removes (one of KINDS): "samples" (the forget set; run by ``unlearn``) or "attribute" (a
+    # feature of every sample; such methods are refused by ``unlearn`` and run by ``remove_attribute``).
+    kind: ClassVar[str] = "samples"
     # What the method needs beyond a trained model, in words (None: nothing), e.g. "a checkpoint trained with
     # --record-updates". Such methods read training-time files beside ``task.checkpoint``; unlearn() refuses
     # them without a checkpoint path, and they have their own test modules instead of the conformance suite.
@@ -126,13 +132,17 @@ class Method(ABC):
     search_space: ClassVar[dict[str, Space]] = {}
 
     @dataclass(frozen=True)
-    class Config:
-        pass
+    class Config(Params):
+        """Hyperparameters, each declared with its default and constraint (:func:`unlearnkit.params.param`)."""
 
     def __init__(self, config: Config | None = None, **overrides) -> None:
-        self.config = config if config is not None else self.make_config(**overrides)
-        if config is not None and overrides:
-            self.config = dataclasses.replace(config, **overrides)
+        if config is None:
+            self.config = self.make_config(**overrides)
+            return
+        if not isinstance(config, self.Config):
+            raise ConfigError(f"method {self.name!r} needs a {type(self).__name__}.Config, got "
+                              f"{type(config).__name__}")
+        self.config = dataclasses.replace(config, **self._values(overrides)) if overrides else config
 
     @classmethod
     def params(cls) -> dict[str, object]:
@@ -140,21 +150,29 @@ class Method(ABC):
         return {f.name: f.default for f in dataclasses.fields(cls.Config)}
 
     @classmethod
+    def constraints(cls) -> dict[str, str]:
+        """Hyperparameter name -> its declared constraint in words, e.g. ``{"lr_scale": "a float in (0, inf)"}``."""
+        return describe(cls.Config)
+
+    @classmethod
     def make_config(cls, **overrides) -> Config:
         """Build the Config from keyword overrides, refusing unknown names and coercing strings
-        (as they come from ``--param key=value``) to the declared types."""
+        (as they come from ``--param key=value``) to the declared types; the Config checks the values."""
+        values = cls._values(overrides)
+        try:
+            return cls.Config(**values)
+        except TypeError as exc:
+            raise ConfigError(f"bad parameters for method {cls.name!r}: {exc}") from exc
+
+    @classmethod
+    def _values(cls, overrides: dict) -> dict:
         known = cls.params()
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise ConfigError(
                 f"method {cls.name!r} has no parameter(s) {unknown}; its parameters: {', '.join(known) or 'none'}"
             )
-        hints = typing.get_type_hints(cls.Config)
-        values = {k: _coerce(cls.name, k, v, hints[k]) for k, v in overrides.items()}
-        try:
-            return cls.Config(**values)
-        except TypeError as exc:
-            raise ConfigError(f"bad parameters for method {cls.name!r}: {exc}") from exc
+        return {k: coerce(cls.Config, k, v) for k, v in overrides.items()}
 
     def resolved_config(self) -> dict[str, object]:
         return dataclasses.asdict(self.config)
@@ -162,27 +180,6 @@ class Method(ABC):
     @abstractmethod
     def run(self, task: UnlearnTask) -> nn.Module:
         """Return a new model that has forgotten ``task.split.forget``; never mutate ``task.model``."""
-
-
-def _coerce(method: str, key: str, value, hint) -> object:
-    if not isinstance(value, str):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"parameter {key!r} of {method!r} must be finite, got {value}")
-        return value
-    origin_args = typing.get_args(hint)
-    target = next((a for a in origin_args if a is not type(None)), hint) if origin_args else hint
-    if value.lower() in ("none", "null") and type(None) in origin_args:
-        return None
-    try:
-        if target is bool:
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        if target in (int, float, str):
-            return target(value)
-    except ValueError as exc:
-        raise ConfigError(f"parameter {key!r} of {method!r} expects {target.__name__}, got {value!r}") from exc
-    return value
 
 
 METHODS: Registry[type[Method]] = Registry("method", listing="unlearn methods")
@@ -193,8 +190,14 @@ def register(cls: type[Method]) -> type[Method]:
     for attr in ("name", "summary", "reference"):
         if not getattr(cls, attr, None):
             raise TypeError(f"{cls.__name__} must set the class attribute {attr!r}")
-    if not dataclasses.is_dataclass(cls.Config):
-        raise TypeError(f"{cls.__name__}.Config must be a dataclass")
+    if not (dataclasses.is_dataclass(cls.Config) and issubclass(cls.Config, Params)):
+        raise TypeError(f"{cls.__name__}.Config must be a dataclass subclassing unlearnkit.params.Params")
+    if cls.kind not in KINDS:
+        raise TypeError(f"{cls.__name__}.kind must be one of {KINDS}, got {cls.kind!r}")
+    owner = f"method {cls.name!r}"
+    if vars(cls.Config).get("owner", owner) != owner:
+        raise TypeError(f"{cls.__name__} must declare its own Config (this one is {cls.Config.owner}'s)")
+    cls.Config.owner = owner  # names the method in the Config's error messages
     return METHODS.add(cls.name, cls)
 
 

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.data.dataset import IndexedDataset
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 from unlearnkit.train import batches
 
 
@@ -72,21 +72,13 @@ class BoundaryShrink(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned with seed 1 (benchmarks/tune_finetuning.py). With no retain data, every extra step
         # erodes the other classes; a tiny lr (like the source's 1e-5) forgets a class and leaves the rest.
-        epsilon: float = 0.5  # FGSM step (L-inf, in standardised input units); 0.1 (the source's) ties
-        epochs: int = 5  # passes over the forget set (the source: 10); 10 hurt random forgetting
-        lr_scale: float = 0.01  # learning rate = lr_scale x the original recipe's lr
-        schedule: str = "constant"
-
-        def __post_init__(self) -> None:
-            if not self.epsilon > 0:
-                raise ConfigError(f"boundary-shrink epsilon must be > 0, got {self.epsilon}")
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("boundary-shrink needs epochs >= 1 and lr_scale > 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"boundary-shrink schedule must be cosine or constant, got {self.schedule!r}")
+        epsilon: float = param(0.5, POSITIVE)  # FGSM step (L-inf, in standardised input units); 0.1 (the source's) ties
+        epochs: int = param(5, AT_LEAST_ONE)  # passes over the forget set (the source: 10); 10 hurt random forgetting
+        lr_scale: float = param(0.01, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        schedule: str = param("constant", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -13,7 +13,6 @@ bound is 0.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +33,7 @@ from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.models.architectures import LinearHead
 from unlearnkit.models.checkpoint import read_sidecar
 from unlearnkit.models.registry import fresh_copy
+from unlearnkit.params import NON_NEGATIVE, POSITIVE, Interval, Params, param
 from unlearnkit.train import fit
 
 MODEL_NAMES = {"squared": "linear", "logistic": "logistic"}
@@ -51,26 +51,17 @@ class Certified(Method):
                 "its checkpoint, whose history carries the running removal bound")
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Cap on the summed gradient-residual bounds (sum-form gradient norm, the paper's units); past it the model
         # is retrained from scratch on the remaining data. None: sigma * epsilon / c for a model trained with loss
         # perturbation sigma (the paper's repeated-removal algorithm); without perturbation, no cap (the bound is
         # only reported).
         # (Named so as not to clash with unlearn()'s own time/epoch ``budget``.)
-        removal_budget: float | None = None
+        removal_budget: float | None = param(None, NON_NEGATIVE)
         # The (epsilon, delta) guarantee a perturbed model keeps: epsilon = 1 as in the paper's experiments.
-        epsilon: float = 1.0
-        delta: float = 1e-4  # below 1/n for the datasets here, as differential privacy asks of delta
-
-        def __post_init__(self) -> None:
-            budget = self.removal_budget
-            if budget is not None and not (math.isfinite(budget) and budget >= 0):
-                raise ConfigError(f"parameter 'removal_budget' of 'certified' must be a number >= 0 or none, "
-                                  f"got {budget}")
-            if not (math.isfinite(self.epsilon) and self.epsilon > 0):
-                raise ConfigError(f"parameter 'epsilon' of 'certified' must be positive, got {self.epsilon}")
-            if not 0 < self.delta < 1:  # NaN fails this too
-                raise ConfigError(f"parameter 'delta' of 'certified' must lie in (0, 1), got {self.delta}")
+        epsilon: float = param(1.0, POSITIVE)
+        delta: float = param(1e-4, Interval(float, 0, 1, closed="neither"))  # below 1/n for the datasets here, as
+        # differential privacy asks of delta
 
     def run(self, task: UnlearnTask) -> nn.Module:
         model = task.model

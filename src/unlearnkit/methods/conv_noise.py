@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import conv_layers
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Params, param
 from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule
 
 
@@ -70,20 +70,15 @@ class ConvNoise(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
-        noise: float = 1.25  # noise std / each conv layer's weight std; 1.0 left a forgotten class partly
-        #                      recognised, 2.0 sometimes wrecked the digits cnn beyond 3 epochs' repair
-        final_noise: float = 0.01  # the light dose before the last epoch, same units (source: 0.005 / 0.6 of the
-        #                            first dose); 0 to 0.1 made no measurable difference on digits
-        epochs: int = 3  # retain epochs (source: 4); 3 keep it ~7x cheaper than retraining digits
-        lr_scale: float = 0.5  # learning rate = lr_scale x the recipe's lr, cosine-annealed (source: 0.007 of it)
+    class Config(Params):
+        noise: float = param(1.25, POSITIVE)  # noise std / each conv layer's weight std; 1.0 left a forgotten class
+        # partly recognised, 2.0 sometimes wrecked the digits cnn beyond 3 epochs' repair
+        final_noise: float = param(0.01, NON_NEGATIVE)  # the light dose before the last epoch, same units (source:
+        # 0.005 / 0.6 of the first dose); 0 to 0.1 made no measurable difference on digits
+        epochs: int = param(3, AT_LEAST_ONE)  # retain epochs (source: 4); 3 keep it ~7x cheaper than retraining digits
+        lr_scale: float = param(0.5, POSITIVE)  # learning rate = lr_scale x the recipe's lr, cosine-annealed (source:
+        # 0.007 of it)
         balanced: bool = True  # class-balanced cross-entropy on the retain set, as in the source
-
-        def __post_init__(self) -> None:
-            if not self.noise > 0 or self.final_noise < 0:
-                raise ConfigError("conv-noise needs noise > 0 and final_noise >= 0")
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("conv-noise needs epochs >= 1 and lr_scale > 0")
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -28,6 +28,7 @@ from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import conv_layers
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 
 
 def transpose_kernels(model: nn.Module, method: str = "conv-transpose") -> list[str]:
@@ -58,15 +59,11 @@ class ConvTranspose(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
-        epochs: int = 3  # retain epochs after the transpose (the source's 3); 4 recovered a little more retain
-        #                  accuracy on the digits cnn but cost a fifth of retraining, 2 recovered too little
-        lr_scale: float = 0.2  # learning rate = lr_scale x the recipe's lr, cosine-annealed (source: 0.01 of
-        #                        it, too slow here; 1.0 failed to recover)
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("conv-transpose needs epochs >= 1 and lr_scale > 0")
+    class Config(Params):
+        epochs: int = param(3, AT_LEAST_ONE)  # retain epochs after the transpose (the source's 3); 4 recovered a little
+        # more retain accuracy on the digits cnn but cost a fifth of retraining, 2 recovered too little
+        lr_scale: float = param(0.2, POSITIVE)  # learning rate = lr_scale x the recipe's lr, cosine-annealed (source:
+        # 0.01 of it, too slow here; 1.0 failed to recover)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         model = task.clone_model()

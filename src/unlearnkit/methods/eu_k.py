@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.layers import reset_module, top_block
 from unlearnkit.methods.loops import seeds, train_only
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 
 
 @register
@@ -36,21 +36,15 @@ class EUk(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Retraining only the classifier for 3 epochs at half the original lr already matches the
         # retrained model on digits (class:3 gap 0.0000, random:0.1 0.005; tuned with seed 1,
         # benchmarks/tune_layers.py) and on Fashion-MNIST/cnn (class:3 gap 0.004); deeper resets
         # (k=2, 3) cost utility that these few epochs do not win back.
-        k: int = 1  # layers re-initialised and retrained, counted from the output
-        epochs: int = 3  # passes over the retain set (retraining on digits takes 30)
-        lr_scale: float = 0.5  # learning rate = lr_scale x the original recipe's lr
-        schedule: str = "cosine"
-
-        def __post_init__(self) -> None:
-            if self.k < 1 or self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("eu-k needs k >= 1, epochs >= 1 and lr_scale > 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"eu-k schedule must be cosine or constant, got {self.schedule!r}")
+        k: int = param(1, AT_LEAST_ONE)  # layers re-initialised and retrained, counted from the output
+        epochs: int = param(3, AT_LEAST_ONE)  # passes over the retain set (retraining on digits takes 30)
+        lr_scale: float = param(0.5, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        schedule: str = param("cosine", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

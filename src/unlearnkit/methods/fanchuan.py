@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import cycle
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Params, param
 from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule
 
 
@@ -67,20 +67,16 @@ class Fanchuan(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
-        epochs: int = 2  # contrast + retain rounds (source: 8); on digits 2 matched 3 or 5 at a fraction of the cost
-        temperature: float = 1.15  # the source's temperature on the forget-retain similarities
-        uniform_lr_scale: float = 0.05  # stage-1 lr / recipe lr: the source's 0.005 with its 0.1 recipe; 0 skips it
-        forget_lr_scale: float = 0.02  # contrast-step lr / recipe lr, cosine-annealed over the rounds; 0.1 began
-        #                                to cost retain accuracy, the source's 0.003 left class forgetting partial
-        retain_lr_scale: float = 0.2  # retain-epoch lr / recipe lr (source: 0.04); repairs utility in one epoch
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1 or not self.temperature > 0:
-                raise ConfigError("fanchuan needs epochs >= 1 and temperature > 0")
-            if self.uniform_lr_scale < 0 or not (self.forget_lr_scale > 0 and self.retain_lr_scale > 0):
-                raise ConfigError("fanchuan needs uniform_lr_scale >= 0 (0 skips stage 1) and positive "
-                                  "forget_lr_scale and retain_lr_scale")
+    class Config(Params):
+        epochs: int = param(2, AT_LEAST_ONE)  # contrast + retain rounds (source: 8); on digits 2 matched 3 or 5 at a
+        # fraction of the cost
+        temperature: float = param(1.15, POSITIVE)  # the source's temperature on the forget-retain similarities
+        uniform_lr_scale: float = param(0.05, NON_NEGATIVE)  # stage-1 lr / recipe lr: the source's 0.005 with its 0.1
+        # recipe; 0 skips it
+        forget_lr_scale: float = param(0.02, POSITIVE)  # contrast-step lr / recipe lr, cosine-annealed over the rounds;
+        # 0.1 began to cost retain accuracy, the source's 0.003 left class forgetting partial
+        retain_lr_scale: float = param(0.2, POSITIVE)  # retain-epoch lr / recipe lr (source: 0.04); repairs utility in
+        # one epoch
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

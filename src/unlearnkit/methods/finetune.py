@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 
 
 @register
@@ -26,18 +26,12 @@ class Finetune(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # 2 epochs at 0.4x the original lr: enough on digits and Fashion-MNIST to pull random-forget
         # accuracy toward test accuracy while keeping retain accuracy (tuned with seed 1).
-        epochs: int = 2
-        lr_scale: float = 0.4  # learning rate = lr_scale x the original recipe's lr
-        schedule: str = "cosine"
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("finetune needs epochs >= 1 and lr_scale > 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"finetune schedule must be cosine or constant, got {self.schedule!r}")
+        epochs: int = param(2, AT_LEAST_ONE)
+        lr_scale: float = param(0.4, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        schedule: str = param("cosine", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         model = task.clone_model()

@@ -35,6 +35,7 @@ from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import classifier
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, AT_LEAST_ZERO, POSITIVE, Params, param
 
 MAX_VARIANCE = 1e3  # the authors' clamp on 1 / Fisher: weights the retain set never uses get finite noise
 MAX_HEAD_VARIANCE = 1e2  # ... and the tighter clamp on the classifier
@@ -54,25 +55,20 @@ class FisherForgetting(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned on digits/mlp with seed 1 (benchmarks/tune_distill.py).
         # alpha, the noise scale (variance = alpha / Fisher; the authors' notebook: 1e-6). On digits less noise
         # is better down to 1e-7 (class:3 gap 0.0000; alpha 1e-6: 0.0023), below it only one-sample noise
         # differs; the forgetting itself comes from zero_forgotten_classes.
-        alpha: float = 1e-7
+        alpha: float = param(1e-7, POSITIVE)
         zero_forgotten_classes: bool = True  # class forgetting: zero the classifier rows of the forgotten classes
-        label_samples: int = 1  # labels drawn per sample from the model's prediction for the expected Fisher
-        max_samples: int | None = None  # retain samples used for the Fisher estimate; None: all
-        repair_epochs: int = 0  # retain fine-tuning epochs after the noise (0: none needed on digits)
-        repair_lr_scale: float = 0.1  # repair learning rate = repair_lr_scale x the original recipe's lr
-
-        def __post_init__(self) -> None:
-            if not self.alpha > 0:
-                raise ConfigError(f"fisher alpha must be positive, got {self.alpha}")
-            if self.label_samples < 1 or (self.max_samples is not None and self.max_samples < 1):
-                raise ConfigError("fisher needs label_samples >= 1 and max_samples >= 1 (or None)")
-            if self.repair_epochs < 0 or not self.repair_lr_scale > 0:
-                raise ConfigError("fisher needs repair_epochs >= 0 and repair_lr_scale > 0")
+        label_samples: int = param(1, AT_LEAST_ONE)  # labels drawn per sample from the model's prediction for the
+        # expected Fisher
+        max_samples: int | None = param(None, AT_LEAST_ONE)  # retain samples used for the Fisher estimate; None: all
+        repair_epochs: int = param(0, AT_LEAST_ZERO)  # retain fine-tuning epochs after the noise (0: none needed on
+        # digits)
+        repair_lr_scale: float = param(0.1, POSITIVE)  # repair learning rate = repair_lr_scale x the original recipe's
+        # lr
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

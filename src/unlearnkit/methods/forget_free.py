@@ -34,11 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import reinitialise, weight_layers
 from unlearnkit.methods.loops import cycle
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Params, param
 from unlearnkit.train import check_finite, make_optimizer, make_schedule
 
 
@@ -58,28 +58,19 @@ class ForgetFree(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
-        cycles: int = 3  # forget-remember cycles (the source uses 3-4; 2 forgot less, 4 lost retain accuracy)
-        epochs: int = 4  # epochs of knowledge-preserving training in all, split evenly over the cycles (~5x
-        #                  cheaper than retraining digits; 3 forgot less and kept less)
-        layer_fraction: float = 0.34  # share of weight layers reset in the last cycle, cycle c of n resets c/n of
-        #                               it (at least one layer): on the 3-layer mlp one layer per cycle; resetting
-        #                               more left too little training to recover
-        noise_std: float = 0.1  # std of the Gaussian noise on the (standardised) retain inputs
-        lr_scale: float = 0.6  # learning rate = lr_scale x the recipe's lr, cosine-annealed in each cycle; 0.2-0.4
-        #                        recovered too slowly to forget a class
-        clip_grad: float | None = 30.0  # max gradient norm: catches the spikes right after a reset (lr 0.6 diverged
-        #                                 without it on some seeds; typical norms are 20-60, and 5 slowed recovery)
-
-        def __post_init__(self) -> None:
-            if self.cycles < 1 or self.epochs < 1:
-                raise ConfigError("forget-free needs cycles >= 1 and epochs >= 1")
-            if not 0 < self.layer_fraction <= 1:
-                raise ConfigError(f"forget-free layer_fraction must lie in (0, 1], got {self.layer_fraction}")
-            if self.noise_std < 0 or not self.lr_scale > 0:
-                raise ConfigError("forget-free needs noise_std >= 0 and lr_scale > 0")
-            if self.clip_grad is not None and not self.clip_grad > 0:
-                raise ConfigError(f"forget-free clip_grad must be positive or None, got {self.clip_grad}")
+    class Config(Params):
+        cycles: int = param(3, AT_LEAST_ONE)  # forget-remember cycles (the source uses 3-4; 2 forgot less, 4 lost
+        # retain accuracy)
+        epochs: int = param(4, AT_LEAST_ONE)  # epochs of knowledge-preserving training in all, split evenly over the
+        # cycles (~5x cheaper than retraining digits; 3 forgot less and kept less)
+        layer_fraction: float = param(0.34, FRACTION)  # share of weight layers reset in the last cycle, cycle c of n
+        # resets c/n of it (at least one layer): on the 3-layer mlp one layer per cycle; resetting more left too little
+        # training to recover
+        noise_std: float = param(0.1, NON_NEGATIVE)  # std of the Gaussian noise on the (standardised) retain inputs
+        lr_scale: float = param(0.6, POSITIVE)  # learning rate = lr_scale x the recipe's lr, cosine-annealed in each
+        # cycle; 0.2-0.4 recovered too slowly to forget a class
+        clip_grad: float | None = param(30.0, POSITIVE)  # max gradient norm: catches the spikes right after a reset (lr
+        # 0.6 diverged without it on some seeds; typical norms are 20-60, and 5 slowed recovery)
 
     def layers_to_reset(self, n_layers: int, cycle_index: int) -> int:
         """How many of ``n_layers`` weight layers cycle ``cycle_index`` (0-based) resets: a growing share."""

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import cycle
 from unlearnkit.methods.space import Float
+from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, Params, param
 from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer
 
 
@@ -38,25 +38,20 @@ class GradientAscent(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
-        epochs: int = 20  # passes over the forget set at most; the early stop usually ends far sooner
+    class Config(Params):
+        epochs: int = param(20, AT_LEAST_ONE)  # passes over the forget set at most; the early stop usually ends far
+        # sooner
         # learning rate = lr_scale x the original recipe's lr. 0.1 (was 0.2; seed 1): smaller steps overshoot the
         # early-stop target less. digits/mlp gap random:0.1 0.032 vs 0.039, class:3 0.020 vs 0.025; digits/cnn
         # random 0.036 vs 0.045 but class:3 0.032 vs 0.020 (benchmarks/tune_digits.py); Fashion-MNIST/cnn
         # class:7 0.0047 vs 0.0063 (docs/results/tuning/fm-class-7-grid.md and -defaults.md).
-        lr_scale: float = 0.1
-        retain_weight: float = 0.0  # >0 adds retain-set descent to each step (NegGrad+-style)
-        clip_grad: float = 1.0  # max gradient norm: keeps one step from wrecking the model
-        stop_accuracy: float | None = None  # None: auto (0 for class forgetting, else holdout accuracy)
-        checks_per_epoch: int = 1  # whole-forget-set accuracy checks per epoch, besides those a batch triggers
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1 or not self.lr_scale > 0 or self.checks_per_epoch < 1:
-                raise ConfigError("gradient-ascent needs epochs >= 1, lr_scale > 0, checks_per_epoch >= 1")
-            if self.retain_weight < 0 or (self.clip_grad is not None and self.clip_grad <= 0):
-                raise ConfigError("gradient-ascent needs retain_weight >= 0 and clip_grad > 0 (or None)")
-            if self.stop_accuracy is not None and not 0 <= self.stop_accuracy <= 1:
-                raise ConfigError(f"stop_accuracy must lie in [0, 1], got {self.stop_accuracy}")
+        lr_scale: float = param(0.1, POSITIVE)
+        retain_weight: float = param(0.0, NON_NEGATIVE)  # >0 adds retain-set descent to each step (NegGrad+-style)
+        clip_grad: float | None = param(1.0, POSITIVE)  # max gradient norm: keeps one step from wrecking the model
+        stop_accuracy: float | None = param(None, Interval(float, 0, 1, closed="both"))  # None: auto (0 for class
+        # forgetting, else holdout accuracy)
+        checks_per_epoch: int = param(1, AT_LEAST_ONE)  # whole-forget-set accuracy checks per epoch, besides those a
+        # batch triggers
 
     def target_accuracy(self, task: UnlearnTask) -> float | None:
         if self.config.stop_accuracy is not None:

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.fisher import LinearFactors, PerSampleGrads
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.space import Choice, Float
+from unlearnkit.params import AT_LEAST_ONE, AT_LEAST_ZERO, POSITIVE, Options, Params, param
 from unlearnkit.train import check_finite
 
 HESSIANS = ("auto", "woodbury", "diagonal")
@@ -53,32 +53,27 @@ class Influence(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned on digits/mlp with seed 1 (benchmarks/tune_distill.py).
-        scale: float = 1.0  # multiplies the Newton step (IU's alpha); the plain influence step won on digits
+        scale: float = param(1.0, POSITIVE)  # multiplies the Newton step (IU's alpha); the plain influence step won on
+        # digits
         # damping, lambda added to the Fisher's diagonal, bounds the step along directions the retain set does
         # not constrain; 1e-2 balanced both digits specs (5e-3 hurt random:0.1, 2e-2 left class 3 at 13%)
-        damping: float = 1e-2
-        hessian: str = "auto"  # woodbury (exact inverse of the damped Fisher; far better than diagonal on
-        # digits), diagonal (any size), or auto: woodbury while the per-sample gradients fit WOODBURY_MAX_ENTRIES
+        damping: float = param(1e-2, POSITIVE)
+        hessian: str = param("auto", Options(*HESSIANS))  # woodbury (exact inverse of the damped Fisher; far better
+        # than diagonal on digits), diagonal (any size), or auto: woodbury while the per-sample gradients fit
+        # WOODBURY_MAX_ENTRIES
         # retain samples m in the empirical Fisher. Fashion-MNIST/cnn random:0.1 (seed 1, tune_fashion_grids.sh):
         # gap.average 0.018 at 2048 vs 0.025 at 1024 and 0.063 at 512 (0.024 with scale 0.5); 4096: 0.020 at 3x
         # the time. On digits (whole retain set, 1,294) the gap is the same from 1024 up, and the speedup falls
         # from 7x to 3x of a 0.45 s retrain.
-        fisher_samples: int = 2048
-        batch_size: int = 128  # samples per chunk of the gradient passes (memory only; results do not depend on it)
-        repair_epochs: int = 0  # retain fine-tuning epochs after the step (IU's own recipe has none)
-        repair_lr_scale: float = 0.1  # repair learning rate = repair_lr_scale x the original recipe's lr
-
-        def __post_init__(self) -> None:
-            if not self.scale > 0 or not self.damping > 0:
-                raise ConfigError(f"influence needs scale > 0 and damping > 0, got {self.scale} and {self.damping}")
-            if self.repair_epochs < 0 or not self.repair_lr_scale > 0:
-                raise ConfigError("influence needs repair_epochs >= 0 and repair_lr_scale > 0")
-            if self.hessian not in HESSIANS:
-                raise ConfigError(f"influence hessian must be one of {', '.join(HESSIANS)}, got {self.hessian!r}")
-            if self.fisher_samples < 1 or self.batch_size < 1:
-                raise ConfigError("influence needs fisher_samples >= 1 and batch_size >= 1")
+        fisher_samples: int = param(2048, AT_LEAST_ONE)
+        batch_size: int = param(128, AT_LEAST_ONE)  # samples per chunk of the gradient passes (memory only; results do
+        # not depend on it)
+        repair_epochs: int = param(0, AT_LEAST_ZERO)  # retain fine-tuning epochs after the step (IU's own recipe has
+        # none)
+        repair_lr_scale: float = param(0.1, POSITIVE)  # repair learning rate = repair_lr_scale x the original recipe's
+        # lr
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

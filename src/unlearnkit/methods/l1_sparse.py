@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Params, param
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
@@ -44,23 +44,16 @@ class L1Sparse(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned with seed 1 (benchmarks/tune_finetuning.py): plain fine-tuning barely forgets a class in a
         # few epochs; a strong start of the penalty at twice the original lr does within 3 (5 epochs did
         # slightly better but is under 5x cheaper than retraining). The penalty sums over every
         # parameter (~50k in the digits MLP), so much larger models want a smaller ``l1``.
-        epochs: int = 3  # passes over the retain set
-        lr_scale: float = 2.0  # learning rate = lr_scale x the original recipe's lr
-        l1: float = 2e-3  # starting L1 coefficient (sum of |w| over all parameters), decayed linearly to 0
-        schedule: str = "constant"
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("l1-sparse needs epochs >= 1 and lr_scale > 0")
-            if self.l1 < 0:
-                raise ConfigError(f"l1-sparse l1 must be >= 0, got {self.l1}")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"l1-sparse schedule must be cosine or constant, got {self.schedule!r}")
+        epochs: int = param(3, AT_LEAST_ONE)  # passes over the retain set
+        lr_scale: float = param(2.0, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        l1: float = param(2e-3, NON_NEGATIVE)  # starting L1 coefficient (sum of |w| over all parameters), decayed
+        # linearly to 0
+        schedule: str = param("constant", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

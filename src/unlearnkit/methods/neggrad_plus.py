@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.loops import cycle
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Interval, Params, param
 from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule, show_progress
 
 
@@ -40,27 +40,18 @@ class NegGradPlus(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned with seed 1 (benchmarks/tune_finetuning.py), then checked on other classes, seeds and a
         # less-trained model. The forget ascent does little while the model is confident on the forget
         # set, then runs away once that cracks: a high constant lr with a tight clip crosses that point
         # within one epoch without wrecking the rest. At <= 1x the lr (or with a cosine decay) class 3
         # stayed unforgotten; clip 1.0 cost retain accuracy (0.966 vs 0.982 on class:3).
-        epochs: int = 1  # passes over the retain set (1/30 of retraining on the digits recipe)
-        lr_scale: float = 2.0  # learning rate = lr_scale x the original recipe's lr
-        alpha: float = 0.95  # weight of the retain loss; 1 - alpha weighs the forget-loss ascent
-        clip_grad: float | None = 0.5  # max gradient norm: the ascent term is unbounded
-        schedule: str = "constant"  # a cosine decay slows the lr before the ascent breaks through
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("neggrad-plus needs epochs >= 1 and lr_scale > 0")
-            if not 0 <= self.alpha <= 1:
-                raise ConfigError(f"neggrad-plus alpha must lie in [0, 1], got {self.alpha}")
-            if self.clip_grad is not None and not self.clip_grad > 0:
-                raise ConfigError(f"neggrad-plus clip_grad must be > 0 (or None), got {self.clip_grad}")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"neggrad-plus schedule must be cosine or constant, got {self.schedule!r}")
+        epochs: int = param(1, AT_LEAST_ONE)  # passes over the retain set (1/30 of retraining on the digits recipe)
+        lr_scale: float = param(2.0, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        alpha: float = param(0.95, Interval(float, 0, 1, closed="both"))  # weight of the retain loss; 1 - alpha weighs
+        # the forget-loss ascent
+        clip_grad: float | None = param(0.5, POSITIVE)  # max gradient norm: the ascent term is unbounded
+        schedule: str = param("constant", SCHEDULE)  # a cosine decay slows the lr before the ascent breaks through
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.layers import classifier, reset_module, weight_layers
 from unlearnkit.methods.loops import descend, seeds, train_only
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, AT_LEAST_ZERO, FRACTION, NON_NEGATIVE, POSITIVE, Params, param
 
 
 def add_noise(layer: nn.Module, std: float, generator: torch.Generator) -> None:
@@ -51,26 +51,17 @@ class NoiseReinit(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # One noisy epoch and one repair epoch at the original lr (tuned with seed 1, benchmarks/tune_layers.py):
         # the classifier reset already removes a forgotten class (class:3 gap <= 0.002), and more epochs or
         # other noise levels did no better on random:0.1 (gap 0.004-0.007 over seeds 1-3) at higher cost.
-        noise_epochs: int = 1  # epochs of noise + retraining of randomly chosen layers
-        noise_layers: float = 0.5  # share of the non-classifier linear/conv layers drawn each noisy epoch
-        noise_std: float = 0.5  # noise std, relative to each chosen layer's own weight std
-        epochs: int = 1  # final fine-tune of all layers on the retain set
-        lr_scale: float = 1.0  # learning rate = lr_scale x the original recipe's lr
-        schedule: str = "cosine"  # of the final fine-tune (the noisy epochs use a constant lr)
-
-        def __post_init__(self) -> None:
-            if self.noise_epochs < 0 or self.epochs < 1:
-                raise ConfigError("noise-reinit needs noise_epochs >= 0 and epochs >= 1")
-            if not 0 < self.noise_layers <= 1:
-                raise ConfigError(f"noise-reinit noise_layers must lie in (0, 1], got {self.noise_layers}")
-            if self.noise_std < 0 or not self.lr_scale > 0:
-                raise ConfigError("noise-reinit needs noise_std >= 0 and lr_scale > 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"noise-reinit schedule must be cosine or constant, got {self.schedule!r}")
+        noise_epochs: int = param(1, AT_LEAST_ZERO)  # epochs of noise + retraining of randomly chosen layers
+        noise_layers: float = param(0.5, FRACTION)  # share of the non-classifier linear/conv layers drawn each noisy
+        # epoch
+        noise_std: float = param(0.5, NON_NEGATIVE)  # noise std, relative to each chosen layer's own weight std
+        epochs: int = param(1, AT_LEAST_ONE)  # final fine-tune of all layers on the retain set
+        lr_scale: float = param(1.0, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        schedule: str = param("cosine", SCHEDULE)  # of the final fine-tune (the noisy epochs use a constant lr)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.layers import fresh_module, weight_layers
 from unlearnkit.methods.loops import by_position, descend, outputs_on, seeds
 from unlearnkit.methods.losses import entropy
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, Params, param
 
 
 def magnitude_masks(layers: list[nn.Module], fraction: float) -> list[torch.Tensor]:
@@ -55,25 +55,20 @@ class PruneReinit(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # 99% is the source's fraction. On digits 4 epochs at 2x the lr repaired the model to the retrained
         # one's level (gap 0.009 random:0.1, 0.003 class:3; tuned with seed 1, benchmarks/tune_layers.py), but on
         # the Fashion-MNIST cnn 2x collapsed it (class:7 retain accuracy 0.12). 0.5x: mean gap over digits mlp/cnn
         # and Fashion-MNIST, both specs, 0.020 vs 0.081 at 2x (benchmarks/tune_digits.py, tune_fashion_grids.sh).
         # The original's entropies are computed once, one forward pass over the retain set.
-        prune_fraction: float = 0.99  # share of all linear/conv weights (smallest |w|) re-initialised
-        epochs: int = 4  # repair passes over the retain set (retraining on digits takes 30)
-        lr_scale: float = 0.5  # learning rate = lr_scale x the original recipe's lr: the repair is a retraining
-        entropy_weight: float = 1.0  # weight of |H(model) - H(original)| per retain sample (the source's term)
-        schedule: str = "cosine"
-
-        def __post_init__(self) -> None:
-            if not 0 < self.prune_fraction < 1:
-                raise ConfigError(f"prune-reinit prune_fraction must lie in (0, 1), got {self.prune_fraction}")
-            if self.epochs < 1 or not self.lr_scale > 0 or self.entropy_weight < 0:
-                raise ConfigError("prune-reinit needs epochs >= 1, lr_scale > 0 and entropy_weight >= 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"prune-reinit schedule must be cosine or constant, got {self.schedule!r}")
+        prune_fraction: float = param(0.99, Interval(float, 0, 1, closed="neither"))  # share of all linear/conv weights
+        # (smallest |w|) re-initialised
+        epochs: int = param(4, AT_LEAST_ONE)  # repair passes over the retain set (retraining on digits takes 30)
+        lr_scale: float = param(0.5, POSITIVE)  # learning rate = lr_scale x the original recipe's lr: the repair is a
+        # retraining
+        entropy_weight: float = param(1.0, NON_NEGATIVE)  # weight of |H(model) - H(original)| per retain sample (the
+        # source's term)
+        schedule: str = param("cosine", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from unlearnkit.data.dataset import IndexedDataset
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.losses import random_wrong_labels
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 
 
 def relabelled_mix(task: UnlearnTask, stream: int = 0) -> IndexedDataset:
@@ -48,19 +48,13 @@ class RandomLabel(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned with seed 1 (benchmarks/tune_finetuning.py): wrong labels are learnt fast, so a small lr
         # forgets a whole class in 2 epochs; larger lrs also push random forget samples far past a
         # retrained model (MIA efficacy 0.2-0.4 against its 0.125).
-        epochs: int = 2  # passes over the relabelled forget set plus the retain set
-        lr_scale: float = 0.05  # learning rate = lr_scale x the original recipe's lr
-        schedule: str = "constant"
-
-        def __post_init__(self) -> None:
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("random-label needs epochs >= 1 and lr_scale > 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"random-label schedule must be cosine or constant, got {self.schedule!r}")
+        epochs: int = param(2, AT_LEAST_ONE)  # passes over the relabelled forget set plus the retain set
+        lr_scale: float = param(0.05, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        schedule: str = param("constant", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.layers import classifier, reset_module, weight_layers
 from unlearnkit.methods.loops import by_position, descend, outputs_on, seeds
 from unlearnkit.methods.losses import kl_to_teacher
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, AT_LEAST_ZERO, NON_NEGATIVE, POSITIVE, Params, param
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -55,29 +55,20 @@ class ResetLayers(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # One epoch of each phase at the original lr (tuned with seed 1, benchmarks/tune_layers.py): more
         # distillation brings the original back, and with it the forgotten class (digits class:3 forget
         # accuracy 0.08 here, 0.4-0.75 with 2+2 epochs), while fewer steps cost random:0.1 test accuracy.
         # 1 + 2 epochs at half the lr scores 0.006 better on digits (mean gap 0.028 vs 0.034) but leaves
         # Fashion-MNIST/cnn class:3 forget accuracy at 0.33 instead of 0.02, so these defaults stay.
-        distill_epochs: int = 1  # passes of pure distillation on the retain set
-        epochs: int = 1  # passes of cross-entropy + KL on the retain set
-        lr_scale: float = 1.0  # learning rate = lr_scale x the original recipe's lr
-        temperature: float = 5.0  # the solution's distillation temperature
-        kl_weight: float = 0.5  # weight of the KL term in the second phase
-        clip_grad: float | None = 5.0  # the T^2-scaled KL diverged on Fashion-MNIST/cnn without clipping
-        schedule: str = "cosine"
-
-        def __post_init__(self) -> None:
-            if self.distill_epochs < 0 or self.epochs < 1:
-                raise ConfigError("reset-layers needs distill_epochs >= 0 and epochs >= 1")
-            if not self.lr_scale > 0 or not self.temperature > 0 or self.kl_weight < 0:
-                raise ConfigError("reset-layers needs lr_scale > 0, temperature > 0 and kl_weight >= 0")
-            if self.clip_grad is not None and not self.clip_grad > 0:
-                raise ConfigError(f"reset-layers clip_grad must be positive (or None), got {self.clip_grad}")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"reset-layers schedule must be cosine or constant, got {self.schedule!r}")
+        distill_epochs: int = param(1, AT_LEAST_ZERO)  # passes of pure distillation on the retain set
+        epochs: int = param(1, AT_LEAST_ONE)  # passes of cross-entropy + KL on the retain set
+        lr_scale: float = param(1.0, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        temperature: float = param(5.0, POSITIVE)  # the solution's distillation temperature
+        kl_weight: float = param(0.5, NON_NEGATIVE)  # weight of the KL term in the second phase
+        clip_grad: float | None = param(5.0, POSITIVE)  # the T^2-scaled KL diverged on Fashion-MNIST/cnn without
+        # clipping
+        schedule: str = param("cosine", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -8,6 +8,7 @@ from torch import nn
 
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.models.registry import fresh_copy
+from unlearnkit.params import Params
 from unlearnkit.train import fit
 
 
@@ -20,7 +21,7 @@ class Retrain(Method):
     needs_forget = False
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         pass
 
     def run(self, task: UnlearnTask) -> nn.Module:

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.random_label import relabelled_mix
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, FRACTION, POSITIVE, Params, param
 from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule, show_progress
 
 
@@ -69,20 +69,12 @@ class SalUn(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned with seed 1 (benchmarks/tune_finetuning.py); the same small-lr optimum as random-label.
-        mask_fraction: float = 0.5  # share of all parameters updated; the paper's default sparsity
-        epochs: int = 2  # passes over the relabelled forget set plus the retain set
-        lr_scale: float = 0.05  # learning rate = lr_scale x the original recipe's lr
-        schedule: str = "constant"
-
-        def __post_init__(self) -> None:
-            if not 0 < self.mask_fraction <= 1:
-                raise ConfigError(f"salun mask_fraction must lie in (0, 1], got {self.mask_fraction}")
-            if self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("salun needs epochs >= 1 and lr_scale > 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"salun schedule must be cosine or constant, got {self.schedule!r}")
+        mask_fraction: float = param(0.5, FRACTION)  # share of all parameters updated; the paper's default sparsity
+        epochs: int = param(2, AT_LEAST_ONE)  # passes over the relabelled forget set plus the retain set
+        lr_scale: float = param(0.05, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        schedule: str = param("constant", SCHEDULE)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from unlearnkit.exact.sisa import check_matches, forget_sisa, load_sisa
+from unlearnkit.exact.sisa import EXECUTORS, check_matches, forget_sisa, load_sisa
 from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.params import Options, Params, param
 
 
 @register
@@ -26,8 +27,9 @@ class Sisa(Method):
     requires = "a SISA checkpoint (unlearn train --sisa shards=S,slices=R)"
 
     @dataclass(frozen=True)
-    class Config:
-        executor: str = "local"  # local: affected shards one after another; ray: one Ray task per affected shard
+    class Config(Params):
+        executor: str = param("local", Options(*EXECUTORS))  # local: affected shards one after another; ray: one Ray
+        # task per affected shard
         ray_address: str | None = None  # an existing Ray cluster; None starts a local Ray for the call
 
     def run(self, task: UnlearnTask) -> nn.Module:

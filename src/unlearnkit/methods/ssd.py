@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.space import Float
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 from unlearnkit.train import check_finite
 
 
@@ -40,21 +40,15 @@ class SelectiveSynapticDampening(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned on digits/mlp with seed 1 (benchmarks/tune_distill.py).
         # alpha, the selection threshold: forget importance must exceed alpha x full importance. The paper's 10;
         # 15-20 won the seed-1 grid by < 0.001 but left classes 0 and 7 unforgotten on other splits.
-        alpha: float = 10.0
-        dampening: float = 1.0  # lambda: a selected weight is scaled by min(lambda x full / forget, 1) (paper: 1;
-        # 0.5-2 change little, since selected weights already have full / forget < 1 / alpha)
-        batch_size: int | None = None  # mini-batch of the importance passes; None: the original recipe's (a
-        # batch-gradient estimate depends on it: 256 over-selects, damaging class:3 retain accuracy to 0.66)
-
-        def __post_init__(self) -> None:
-            if not self.alpha > 0 or not self.dampening > 0:
-                raise ConfigError(f"ssd needs alpha > 0 and dampening > 0, got {self.alpha} and {self.dampening}")
-            if self.batch_size is not None and self.batch_size < 1:
-                raise ConfigError(f"ssd batch_size must be at least 1 (or None), got {self.batch_size}")
+        alpha: float = param(10.0, POSITIVE)
+        dampening: float = param(1.0, POSITIVE)  # lambda: a selected weight is scaled by min(lambda x full / forget, 1)
+        # (paper: 1; 0.5-2 change little, since selected weights already have full / forget < 1 / alpha)
+        batch_size: int | None = param(None, AT_LEAST_ONE)  # mini-batch of the importance passes; None: the original
+        # recipe's (a batch-gradient estimate depends on it: 256 over-selects, damaging class:3 retain accuracy to 0.66)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.layers import conv_layers
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, FRACTION, POSITIVE, Interval, Params, param
 from unlearnkit.train import batches, check_finite, make_optimizer
 
 
@@ -59,18 +59,15 @@ class TargetedReinit(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
-        fraction: float = 0.8  # share of each conv layer's weights re-initialised; the source's 0.3 left the small
-        #                        digits cnn recognising ~70% of a forgotten class; 0.9-1.0 did no better overall
-        epochs: int = 3  # retain epochs after the reset (source: 5, which costs a quarter of retraining digits)
-        lr_scale: float = 1.0  # peak learning rate = lr_scale x the recipe's lr (source: 0.01 of it; too slow here)
-        kept_lr_factor: float = 0.1  # gradient factor on kept conv weights (the source's 0.1)
-
-        def __post_init__(self) -> None:
-            if not 0 < self.fraction <= 1:
-                raise ConfigError(f"targeted-reinit fraction must lie in (0, 1], got {self.fraction}")
-            if self.epochs < 1 or not self.lr_scale > 0 or not 0 <= self.kept_lr_factor <= 1:
-                raise ConfigError("targeted-reinit needs epochs >= 1, lr_scale > 0 and kept_lr_factor in [0, 1]")
+    class Config(Params):
+        fraction: float = param(0.8, FRACTION)  # share of each conv layer's weights re-initialised; the source's 0.3
+        # left the small digits cnn recognising ~70% of a forgotten class; 0.9-1.0 did no better overall
+        epochs: int = param(3, AT_LEAST_ONE)  # retain epochs after the reset (source: 5, which costs a quarter of
+        # retraining digits)
+        lr_scale: float = param(1.0, POSITIVE)  # peak learning rate = lr_scale x the recipe's lr (source: 0.01 of it;
+        # too slow here)
+        kept_lr_factor: float = param(0.1, Interval(float, 0, 1, closed="both"))  # gradient factor on kept conv weights
+        # (the source's 0.1)
 
     def saliency(self, model: nn.Module, task: UnlearnTask) -> bool:
         """Accumulate the retain-descent plus forget-ascent gradient in ``.grad``; False if out of time."""

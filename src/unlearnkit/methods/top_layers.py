@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from unlearnkit.errors import ConfigError
-from unlearnkit.methods.base import Method, UnlearnTask, register
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.layers import top_block
 from unlearnkit.methods.loops import train_only
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 
 
 @register
@@ -36,21 +36,16 @@ class TopLayers(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # k=2, 5 epochs at 4x the original lr (tuned with seed 1, benchmarks/tune_layers.py): the best digits
         # gap among settings that stay stable on Fashion-MNIST/cnn, where lr_scale 8 already collapses the
         # model to chance. On digits/mlp CF-k then barely forgets a whole class (it only succeeds there at
         # lr_scale >= 12); on Fashion-MNIST/cnn it matches retraining (class:3 gap 0.002).
-        k: int = 2  # layers fine-tuned, counted from the output; needs k <= the model's linear/conv layers
-        epochs: int = 5  # passes over the retain set (retraining on digits takes 30)
-        lr_scale: float = 4.0  # learning rate = lr_scale x the original recipe's lr
-        schedule: str = "cosine"  # anneal to zero so the high starting lr ends in a settled model
-
-        def __post_init__(self) -> None:
-            if self.k < 1 or self.epochs < 1 or not self.lr_scale > 0:
-                raise ConfigError("top-layers needs k >= 1, epochs >= 1 and lr_scale > 0")
-            if self.schedule not in ("cosine", "constant"):
-                raise ConfigError(f"top-layers schedule must be cosine or constant, got {self.schedule!r}")
+        k: int = param(2, AT_LEAST_ONE)  # layers fine-tuned, counted from the output; needs k <= the model's
+        # linear/conv layers
+        epochs: int = param(5, AT_LEAST_ONE)  # passes over the retain set (retraining on digits takes 30)
+        lr_scale: float = param(4.0, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        schedule: str = param("cosine", SCHEDULE)  # anneal to zero so the high starting lr ends in a settled model
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

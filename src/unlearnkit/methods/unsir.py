@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.data.dataset import IndexedDataset
-from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Params, param
 from unlearnkit.train import check_finite
 
 
@@ -72,26 +72,20 @@ class UNSIR(Method):
     }
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(Params):
         # Tuned with seed 1 (benchmarks/tune_finetuning.py). Random forgetting learns noise for every
         # class, so the noise must stay small next to the retain set: 8 inputs per class, used once,
         # keep the cost ~5.5x under retraining and the damage repairable in one epoch.
-        noise_size: int = 8  # noise inputs per forget class (the source: one batch of 256 on CIFAR-10)
-        noise_steps: int = 40  # Adam steps on the noise (the source: 5 epochs of 8 steps)
-        noise_lr: float = 0.1  # Adam learning rate of the noise (the source's)
-        noise_l2: float = 0.1  # weight of the noise's L2 penalty (the source's)
-        noise_copies: int = 1  # times each noise input appears in the impair pass
-        impair_lr_scale: float = 3.0  # impair lr = 3x the recipe's: the high-lr impair pass forgets the class
-        repair_lr_scale: float = 0.5  # repair lr = 0.5x: 6x below impair (the source: 2x below)
-        repair_epochs: int = 1  # passes over the retain set after the impair pass (the source: 1)
-
-        def __post_init__(self) -> None:
-            if self.noise_size < 1 or self.noise_steps < 1 or self.noise_copies < 1 or self.repair_epochs < 1:
-                raise ConfigError("unsir needs noise_size, noise_steps, noise_copies and repair_epochs >= 1")
-            if not (self.noise_lr > 0 and self.impair_lr_scale > 0 and self.repair_lr_scale > 0):
-                raise ConfigError("unsir needs noise_lr, impair_lr_scale and repair_lr_scale > 0")
-            if self.noise_l2 < 0:
-                raise ConfigError(f"unsir noise_l2 must be >= 0, got {self.noise_l2}")
+        noise_size: int = param(8, AT_LEAST_ONE)  # noise inputs per forget class (the source: one batch of 256 on
+        # CIFAR-10)
+        noise_steps: int = param(40, AT_LEAST_ONE)  # Adam steps on the noise (the source: 5 epochs of 8 steps)
+        noise_lr: float = param(0.1, POSITIVE)  # Adam learning rate of the noise (the source's)
+        noise_l2: float = param(0.1, NON_NEGATIVE)  # weight of the noise's L2 penalty (the source's)
+        noise_copies: int = param(1, AT_LEAST_ONE)  # times each noise input appears in the impair pass
+        impair_lr_scale: float = param(3.0, POSITIVE)  # impair lr = 3x the recipe's: the high-lr impair pass forgets
+        # the class
+        repair_lr_scale: float = param(0.5, POSITIVE)  # repair lr = 0.5x: 6x below impair (the source: 2x below)
+        repair_epochs: int = param(1, AT_LEAST_ONE)  # passes over the retain set after the impair pass (the source: 1)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

@@ -23,18 +23,15 @@ from unlearnkit.metrics.divergence import (
     zrf_score,
 )
 from unlearnkit.metrics.forget_quality import ForgetQuality, forget_quality, logit_scaled_confidence, neurips_score
+from unlearnkit.metrics.lira import ULiraResult, lira_report, lira_scores, u_lira
 from unlearnkit.metrics.mia import (
     AttackReport,
     PopulationAttackResult,
-    ULiraResult,
-    lira_report,
-    lira_scores,
     mia_auc,
     mia_efficacy,
     population_attack,
     roc_curve_points,
     tpr_at_fpr,
-    u_lira,
 )
 
 
