@@ -381,5 +381,11 @@ def test_entries_differing_only_in_options_train_their_own_originals(shifted_dig
         bundle = load_dataset(entry.name, train_size=entry.train_size, data_options=entry.options)
         assert load_checkpoint(path.with_suffix("")).data["fingerprint"] == bundle.train.fingerprint()
     assert len({r["dataset"] for r in result.store.rows()}) == 2
+    from unlearnkit.bench.report import aggregate
+
+    scenarios = aggregate(result.store.rows())  # the report keeps the two data variants apart, each named
+    assert sorted(name for name, _ in scenarios) == ["shifted-digits flip=False noise=0.0 pad=wrap shift=1 / mlp",
+                                                     "shifted-digits flip=False noise=0.0 pad=zero shift=3 / mlp"]
+    assert all(len(entries) == 2 and all(e["seeds"] == 1 for e in entries) for entries in scenarios.values())
     again = run_bench(config, tmp_path, resume=True, device="cpu", progress=False)
     assert (again.ran, again.skipped) == (0, 4)

@@ -229,3 +229,15 @@ def test_evaluate_first_checkpoint_with_reference(chain, original):
             for path in (chain["step1"], original))
     oracle = np.mean([jensenshannon(a, b, base=2) ** 2 for a, b in zip(p.numpy(), q.numpy(), strict=True)])
     assert oracle > 0 and report.js_divergence == pytest.approx(oracle, rel=1e-9, abs=1e-12)
+
+
+def test_load_with_data_names_a_checkpoint_without_a_data_source(tmp_path):
+    # cached reference models record a fingerprint but no source: forget/evaluate on one is a one-line error
+    from unlearnkit.models import CheckpointMeta, build_model
+
+    data = load_dataset("digits")
+    model = build_model("mlp", data.spec, seed=0)
+    meta = CheckpointMeta("mlp", {}, data.spec, {"fingerprint": data.train.fingerprint()}, RECIPE.to_dict())
+    save_checkpoint(tmp_path / "ref", model, meta)
+    with pytest.raises(CheckpointError, match=r"records no data source .*pass a checkpoint written by unlearn train"):
+        load_with_data(tmp_path / "ref")

@@ -82,10 +82,13 @@ def test_tune_runs_defaults_first_writes_an_overlay_bench_accepts_and_resumes(tm
     tuned = load_config(tmp_path / "config.toml", [result.overlay_path])
     assert tuned.methods["finetune"] == (result.best_params,)
 
-    with pytest.raises(ConfigError, match=r"finetune.toml already exists; choose another path or pass --force"):
-        tune(config, "finetune", 2, tmp_path / "t", progress=False)  # refused before any trial runs
-    assert tomllib.loads(result.overlay_path.read_text()) == overlay
-    again = tune(config, "finetune", 2, tmp_path / "t", progress=False, force=True)  # the study in tune.db continues
+    elsewhere = tmp_path / "mine.toml"
+    elsewhere.write_text("# a user's file\n")
+    with pytest.raises(ConfigError, match=r"mine.toml already exists; choose another path or pass --force"):
+        tune(config, "finetune", 2, tmp_path / "t", overlay_path=elsewhere, progress=False)  # before any trial
+    assert elsewhere.read_text() == "# a user's file\n"
+    again = tune(config, "finetune", 2, tmp_path / "t", progress=False)  # the study in tune.db continues and its
+    # own overlay follows it
     study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=f"sqlite:///{tmp_path / 't' / 'tune.db'}")
     assert again.trials == 6 and [t.number for t in study.trials] == list(range(6))
     assert again.best_value == min(t.value for t in study.trials)  # the first run's 4 trials count too
@@ -206,10 +209,10 @@ def test_cli_tune_then_bench_with_the_overlay(tmp_path, capsys):
                   "--out", str(tmp_path / "t2"))
     assert "tuning seed 0 is one of the config's reported seeds [0]; pick another --seed" in error
     error = fails(capsys, "tune", "--method", "finetune", "--config", str(config), "--trials", "1",
-                  "--out", str(tmp_path / "t"))  # the overlay of the first run is there
-    assert f"{out['overlay']} already exists; choose another path or pass --force to replace it" in error
+                  "--out", str(tmp_path / "t"), "--write", str(config))  # never clobber a file of the user's
+    assert f"{config} already exists; choose another path or pass --force to replace it" in error
     res = cli.invoke(app, ["tune", "--method", "finetune", "--config", str(config), "--trials", "1",
-                           "--out", str(tmp_path / "t"), "--force", "--json"])
+                           "--out", str(tmp_path / "t"), "--json"])  # resuming rewrites the study's own overlay
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["trials"] == 3
 
@@ -220,4 +223,4 @@ def test_corrupt_reference_time_is_named(tmp_path):
     seconds = next((tmp_path / "models").glob("tune-retrain-*.seconds"))
     seconds.write_text("garbage")
     with pytest.raises(ConfigError, match=r"bad reference time in .*\.seconds; delete it to retrain the reference"):
-        tune(config, "finetune", 1, tmp_path, progress=False, force=True)
+        tune(config, "finetune", 1, tmp_path, progress=False)

@@ -205,6 +205,9 @@ def load_with_data(path: str | Path, *, device: str | torch.device | None = None
     equal the stored value, because a checkpoint's data comes from the checkpoint.
     """
     ckpt = load_checkpoint(path, device=resolve_device(device))
+    if "source" not in ckpt.data:
+        raise CheckpointError(f"{ckpt.path} records no data source (a cached reference model, not a trained "
+                              "checkpoint); pass a checkpoint written by unlearn train or unlearn forget")
     options = dict(ckpt.data.get("options", {}))
     if data_options:
         _check_stored_data_options(ckpt, data_options)

@@ -49,7 +49,8 @@ def aggregate(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
     groups: dict[tuple[str, str], dict[tuple[str, str], list[dict]]] = {}
     for r in rows:
         d = json.loads(r["dataset"])
-        scenario = (f"{d['name']} / {d['model']}", r["forget"])
+        options = "".join(f" {k}={v}" for k, v in sorted((d.get("options") or {}).items()))  # derived data apart
+        scenario = (f"{d['name']}{options} / {d['model']}", r["forget"])
         variant = (r["method"], json.dumps(r["params"], sort_keys=True, separators=(",", ":")))
         groups.setdefault(scenario, {}).setdefault(variant, []).append(r)
     out = {}

@@ -8,8 +8,9 @@ tuned on. The first trial is always the method's defaults, so the best parameter
 defaults on the tuning split. The search space is the method's own ``search_space`` (declared next to its
 ``Config``); a value the config's ``[methods]`` entry fixes is not searched, and a list there replaces the range
 with those choices. Trials live in an Optuna study in ``OUT/tune.db`` (SQLite), so a second run adds trials to
-the first (it rewrites the overlay, so it needs ``--force``, or ``--write`` another file); originals and
-tuning references are saved under ``OUT/models``.
+the first and rewrites the study's own overlay ``OUT/METHOD.toml`` with the best of all trials (an overlay
+written elsewhere with ``--write`` is never replaced without ``--force``); originals and tuning references are
+saved under ``OUT/models``.
 
     unlearn tune --method gradient-ascent --config benchmarks/digits-smoke.toml --trials 30 --out runs/tune/ga
     unlearn bench benchmarks/digits-smoke.toml --overlay runs/tune/ga/gradient-ascent.toml --out runs/bench/tuned
@@ -130,7 +131,8 @@ def tune(
         tuning_seed: seeds the forget sets, the references and the method; must differ from every reported seed
             (default: the config's largest seed + 1000).
         timeout: stop starting new trials after this many seconds.
-        force: replace an existing overlay file (otherwise refused before any trial runs).
+        force: replace an existing ``overlay_path`` file (otherwise refused before any trial runs). The default
+            overlay ``OUT/METHOD.toml`` belongs to the study: a resumed study replaces it with the new best.
     """
     try:
         import optuna
@@ -148,6 +150,7 @@ def tune(
     say = on_step or (lambda _msg: None)
     out = Path(out)
     path = Path(overlay_path) if overlay_path else out / f"{method}.toml"
+    force = force or overlay_path is None  # the study's own overlay follows the study
     files.refuse_overwrite(path, force)  # before any trial runs
     out.mkdir(parents=True, exist_ok=True)
     models_dir = out / "models"

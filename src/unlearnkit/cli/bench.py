@@ -259,7 +259,8 @@ def tune(
     write: Annotated[str | None, typer.Option("--write", help="Where to write the overlay "
                                               "(default: OUT/METHOD.toml).")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Start no trial after this many seconds.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing overlay file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --write file (the default overlay "
+                                        "in --out follows its study without it).")] = False,
     device: DeviceOpt = "auto",
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
