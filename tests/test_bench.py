@@ -389,3 +389,19 @@ def test_entries_differing_only_in_options_train_their_own_originals(shifted_dig
     assert all(len(entries) == 2 and all(e["seeds"] == 1 for e in entries) for entries in scenarios.values())
     again = run_bench(config, tmp_path, resume=True, device="cpu", progress=False)
     assert (again.ran, again.skipped) == (0, 4)
+
+
+def test_conv_only_methods_are_left_out_on_a_model_without_conv_layers(tmp_path):
+    """One methods table serves an mlp and a cnn: conv-noise runs on the cnn and is skipped (not an error, nothing
+    stored) on the mlp, as in compare."""
+    data = with_(bench__seeds=[0], datasets__forget=["class:3"], methods={"finetune": {"epochs": 1},
+                                                                        "conv-noise": {"epochs": 1}})
+    data["datasets"].append({**data["datasets"][0], "model": "cnn"})
+    said = []
+    result = run_bench(parse_config(data), tmp_path, device="cpu", progress=False, on_step=said.append)
+    rows = result.store.rows()
+    by_model = {(json.loads(r["dataset"])["model"], r["method"]) for r in rows}
+    assert by_model == {("mlp", "retrain"), ("mlp", "finetune"), ("cnn", "retrain"), ("cnn", "finetune"),
+                        ("cnn", "conv-noise")}
+    assert result.ran == 5
+    assert any("skipped conv-noise (needs conv layers; the model has none)" in line for line in said)

@@ -25,6 +25,7 @@ from unlearnkit.bench.store import ResultStore, cell_key, default_url
 from unlearnkit.data import load_dataset, select
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.evaluation import evaluate
+from unlearnkit.methods import METHODS
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import CheckpointMeta
 from unlearnkit.ray_session import ray_session
@@ -129,6 +130,13 @@ def _run_cells(cells: list[Cell], out: Path, url: str, bench: str, device, say: 
         if current.get("dataset") != cell.dataset.key:
             say(f"original: {cell.dataset.model} on {cell.dataset.name}")
             current = {"dataset": cell.dataset.key, **original_model(cell.dataset, models_dir, device)}
+            current["has_conv"] = any(isinstance(m, torch.nn.Conv2d) for m in current["original"].modules())
+        if METHODS[cell.method].needs_conv and not current["has_conv"]:
+            # as compare does: a conv-only method on a model without conv layers is left out, not an error, so one
+            # methods table can serve an mlp and a cnn; nothing is stored, so it is skipped again on --resume
+            say(f"{cell.dataset.name} / {cell.dataset.model}: skipped {cell.method} (needs conv layers; the model has "
+                "none)")
+            continue
         split_id = (cell.forget, cell.seed)
         if current.get("split_id") != split_id:
             current["split_id"] = split_id

@@ -120,6 +120,11 @@ class Method(ABC):
     needs_forget: ClassVar[bool] = True  # reads the forget set
     needs_conv: ClassVar[bool] = False  # works only on models with conv layers (raises ConfigError otherwise)
     certified: ClassVar[bool] = False  # comes with a removal guarantee (a bound on the distance to retraining)
+    # Claims class forgetting: with its defaults, forgetting whole classes drives their forget accuracy to the
+    # retrained model's level (0) at a test accuracy near retraining's (benchmarks/check_defaults.py checks it on
+    # the defaults suite; tests/test_claims.py on a test-sized version). False for methods that by design barely
+    # move a whole class; their summary says so.
+    forgets_classes: ClassVar[bool] = True
     # What the method removes (one of KINDS): "samples" (the forget set; run by ``unlearn``) or "attribute" (a
     # feature of every sample; such methods are refused by ``unlearn`` and run by ``remove_attribute``).
     kind: ClassVar[str] = "samples"
