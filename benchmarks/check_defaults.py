@@ -16,7 +16,6 @@ It prints one table per scenario and a summary line per claim (passes / cases, a
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from collections import defaultdict

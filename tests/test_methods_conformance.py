@@ -17,10 +17,10 @@ import torch
 from tests.conftest import DIGITS_RECIPE
 from unlearnkit.data import select
 from unlearnkit.errors import ConfigError
-from unlearnkit.methods import METHODS, Budget, Method, register
+from unlearnkit.methods import METHODS, Budget, Method, UnlearnTask, register
 from unlearnkit.methods.base import KINDS
 from unlearnkit.methods.space import Float, Int
-from unlearnkit.params import Interval, Options, Params, Rule, field_type, rules
+from unlearnkit.params import Interval, Options, Params, Rule, autos, field_type, rules
 from unlearnkit.train import TrainConfig, accuracy_on
 from unlearnkit.unlearning import unlearn
 
@@ -355,7 +355,28 @@ def test_search_space_lies_inside_the_declarations(name):
         if isinstance(space, Float | Int):  # an interval is convex: its ends inside mean all of it is
             kind = field_type(cls.Config, field)
             assert kind is float or isinstance(space, Int), f"{name}.{field}: a Float range on an int parameter"
-        assert space.contains(defaults[field]), f"{name}.{field}: default {defaults[field]!r} outside {space}"
+        auto = autos(cls.Config).get(field)
+        if auto is not None:  # an auto default: both of its values lie in the range (and pass the declaration)
+            for value in (auto.classes, auto.samples):
+                assert rule.accepts(value) and space.contains(value), f"{name}.{field}: auto {value!r} outside {space}"
+        else:
+            assert space.contains(defaults[field]), f"{name}.{field}: default {defaults[field]!r} outside {space}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in METHODS if METHODS[n].auto_rules()))
+def test_auto_defaults_resolve_by_what_is_forgotten(name, class_split, random_split):
+    """An auto field (None) becomes its rule's class value on a class split and its sample value otherwise; the
+    result's config reports the resolved values."""
+    cls = METHODS[name]
+    for split, pick in ((class_split, "classes"), (random_split, "samples")):
+        task = UnlearnTask(model=torch.nn.Linear(1, 1), split=split, train_config=TrainConfig(),
+                           device=torch.device("cpu"))
+        resolved = cls().for_task(task).config
+        for field, rule in autos(cls.Config).items():
+            assert getattr(resolved, field) == getattr(rule, pick), (name, field, pick)
+        explicit = {field: rule.classes if pick == "samples" else rule.samples
+                    for field, rule in autos(cls.Config).items()}
+        assert cls(**explicit).for_task(task).config == cls(**explicit).config  # a value given is kept
 
 
 # --- method kinds ---------------------------------------------------------------------------------------------------

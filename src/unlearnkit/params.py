@@ -162,12 +162,21 @@ class _Anything(Constraint):
         return "anything"
 
 
-def param(default: Any, constraint: Constraint, *, hint: str | None = None) -> Any:
+def param(default: Any, constraint: Constraint, *, hint: str | None = None, auto: Any = None) -> Any:
     """A dataclass field with ``default`` whose values must satisfy ``constraint``; ``hint`` (optional) is
-    appended to the error message, e.g. what an unusual option is for."""
+    appended to the error message, e.g. what an unusual option is for. ``auto`` (optional) is a declared rule that
+    replaces a ``None`` value when the config is used (an object with ``pick(context)`` and ``describe()``, e.g.
+    ``unlearnkit.methods.base.ByTarget``); the default of such a field is ``None``, "auto"."""
     if not isinstance(constraint, Constraint):
         raise TypeError(f"param() needs a Constraint (Interval, Options, InstanceOf), got {constraint!r}")
-    return dataclasses.field(default=default, metadata={"constraint": constraint, "hint": hint})
+    if auto is not None and default is not None:
+        raise TypeError(f"a field with an auto rule defaults to None (auto), got {default!r}")
+    return dataclasses.field(default=default, metadata={"constraint": constraint, "hint": hint, "auto": auto})
+
+
+def autos(cls: type) -> dict[str, Any]:
+    """Field name -> its auto rule, for the fields of dataclass ``cls`` that declare one."""
+    return {f.name: f.metadata["auto"] for f in dataclasses.fields(cls) if f.metadata.get("auto") is not None}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -114,6 +114,7 @@ def unlearn(
         budget=budget, holdout=holdout, progress=progress,
         checkpoint=None if checkpoint is None else Path(checkpoint),
     )
+    instance = instance.for_task(task)  # auto defaults follow what is forgotten (classes or samples)
     original_mode = model.training
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):

@@ -82,6 +82,8 @@ def methods(as_json: JsonOpt = False) -> None:
         "certified": cls.certified, "requires": cls.requires, "needs_retain": cls.needs_retain,
         "needs_forget": cls.needs_forget, "kind": cls.kind, "params": cls.params(),
         "constraints": cls.constraints(),  # name -> the declared constraint in words
+        "auto": cls.auto_rules(),  # name -> the rule that picks its default from what is forgotten
+        "forgets_classes": cls.forgets_classes,
     } for cls in METHODS.values()]
     if as_json:
         return emit_json(rows)
@@ -91,7 +93,7 @@ def methods(as_json: JsonOpt = False) -> None:
     for col in ("name", "exact", "summary", "params"):
         table.add_column(col)
     for r in rows:
-        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
+        params = ", ".join(f"{k}=auto" if k in r["auto"] else f"{k}={v}" for k, v in r["params"].items()) or "-"
         table.add_row(r["name"], "yes" if r["exact"] else "", r["summary"], params)
     out_console.print(table)
 

@@ -26,7 +26,7 @@ from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.data.select import ForgetSplit
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.space import Space
-from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Options, Params, coerce, describe, param
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Options, Params, autos, coerce, describe, param
 from unlearnkit.registry import Registry
 from unlearnkit.train import SCHEDULES, TrainConfig
 
@@ -179,12 +179,47 @@ class Method(ABC):
             )
         return {k: coerce(cls.Config, k, v) for k, v in overrides.items()}
 
+    @classmethod
+    def auto_rules(cls) -> dict[str, str]:
+        """Field name -> its auto rule in words, for the fields whose default depends on what is forgotten."""
+        return {name: rule.describe() for name, rule in autos(cls.Config).items()}
+
+    def for_task(self, task: UnlearnTask) -> Method:
+        """This method with every auto field (value None, an ``auto`` rule declared) resolved for ``task``: the
+        configuration that actually runs, and that :meth:`resolved_config` then reports."""
+        rules = autos(self.Config)
+        resolved = {name: rule.pick(task.split) for name, rule in rules.items() if getattr(self.config, name) is None}
+        if not resolved:
+            return self
+        return type(self)(dataclasses.replace(self.config, **resolved))
+
     def resolved_config(self) -> dict[str, object]:
         return dataclasses.asdict(self.config)
 
     @abstractmethod
     def run(self, task: UnlearnTask) -> nn.Module:
         """Return a new model that has forgotten ``task.split.forget``; never mutate ``task.model``."""
+
+
+@dataclass(frozen=True)
+class ByTarget:
+    """An auto rule: a hyperparameter's default chosen by what is forgotten, ``classes`` when the forget set is
+    whole classes (no retained sample shares its labels) and ``samples`` otherwise (random samples, subjects).
+
+    Class forgetting wants the class's accuracy driven to 0; random forgetting only wants memorised samples
+    brought down to the level of unseen data, where the same strength wrecks the model. Declared next to the
+    default, with the tuning evidence in a comment: ``lr_scale: float | None = param(None, POSITIVE,
+    auto=ByTarget(classes=2.0, samples=0.5))``.
+    """
+
+    classes: object
+    samples: object
+
+    def pick(self, split: ForgetSplit) -> object:
+        return self.classes if split.forgets_whole_classes() else self.samples
+
+    def describe(self) -> str:
+        return f"auto: {self.classes!r} when whole classes are forgotten, else {self.samples!r}"
 
 
 METHODS: Registry[type[Method]] = Registry("method", listing="unlearn methods")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.methods.loops import cycle
+from unlearnkit.methods.loops import cycle, forget_target
 from unlearnkit.methods.space import Float
 from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, Params, param
 from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer
@@ -54,14 +54,7 @@ class GradientAscent(Method):
         # batch triggers
 
     def target_accuracy(self, task: UnlearnTask) -> float | None:
-        if self.config.stop_accuracy is not None:
-            return self.config.stop_accuracy
-        if task.split.forgets_whole_classes():
-            return 0.0
-        if task.holdout is not None and len(task.holdout):
-            return accuracy_on(task.model, task.holdout, device=task.device)
-        task.note("no holdout data: early stop off, ran all epochs (pass holdout= or set stop_accuracy)")
-        return None
+        return forget_target(task, self.config.stop_accuracy)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config

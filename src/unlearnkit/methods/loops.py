@@ -15,13 +15,28 @@ from tqdm.auto import tqdm
 
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.methods.base import UnlearnTask
-from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule, show_progress
+from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer, make_schedule, show_progress
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
+
+
+def forget_target(task: UnlearnTask, fixed: float | None = None) -> float | None:
+    """The forget accuracy a model retrained without the forget set would show, the level at which methods that
+    ascend a forget loss stop: ``fixed`` if given; 0 when whole classes are forgotten; otherwise the original
+    model's accuracy on held-out data (``task.holdout``), which is what a retrained model shows on samples it
+    never saw. None (with a note) when there is no holdout to estimate it from."""
+    if fixed is not None:
+        return fixed
+    if task.split.forgets_whole_classes():
+        return 0.0
+    if task.holdout is not None and len(task.holdout):
+        return accuracy_on(task.model, task.holdout, device=task.device)
+    task.note("no holdout data: early stop off, ran all epochs (pass holdout= or set stop_accuracy)")
+    return None
 
 
 def cycle(dataset: IndexedDataset, batch_size: int, generator: torch.Generator) -> Iterator[tuple]:
