@@ -61,12 +61,15 @@ def test_forgets_a_class_and_keeps_the_rest(name, forgotten, class_split, digits
 @pytest.mark.parametrize(("name", "bad", "message"), [
     ("neggrad-plus", {"alpha": 1.5}, r"'alpha' of method 'neggrad-plus' must be a float in \[0, 1\], got 1.5$"),
     ("neggrad-plus", {"clip_grad": 0.0}, r"'clip_grad' of method 'neggrad-plus' must be a float in \(0, inf\) or None"),
-    ("random-label", {"lr_scale": 0.0}, r"'lr_scale' of method 'random-label' must be a float in \(0, inf\), got 0.0$"),
+    ("random-label", {"lr_scale": 0.0}, r"'lr_scale' of method 'random-label' must be a float in \(0, inf\)"
+     r" or None, got 0.0$"),
     ("boundary-shrink", {"epsilon": 0.0}, r"'epsilon' of method 'boundary-shrink' must be a float in \(0, inf\)"),
-    ("l1-sparse", {"l1": -1e-3}, r"'l1' of method 'l1-sparse' must be a float in \[0, inf\), got -0.001$"),
-    ("salun", {"mask_fraction": 0.0}, r"'mask_fraction' of method 'salun' must be a float in \(0, 1\], got 0.0$"),
-    ("salun", {"mask_fraction": 1.5}, r"'mask_fraction' of method 'salun' must be a float in \(0, 1\], got 1.5$"),
-    ("unsir", {"noise_size": 0}, r"'noise_size' of method 'unsir' must be an int in \[1, inf\), got 0$"),
+    ("l1-sparse", {"l1": -1e-3}, r"'l1' of method 'l1-sparse' must be a float in \[0, inf\) or None, got -0.001$"),
+    ("salun", {"mask_fraction": 0.0}, r"'mask_fraction' of method 'salun' must be a float in \(0, 1\]"
+     r" or None, got 0.0$"),
+    ("salun", {"mask_fraction": 1.5}, r"'mask_fraction' of method 'salun' must be a float in \(0, 1\]"
+     r" or None, got 1.5$"),
+    ("unsir", {"noise_size": 0}, r"'noise_size' of method 'unsir' must be an int in \[1, inf\) or None, got 0$"),
     ("unsir", {"noise_l2": -0.1}, r"'noise_l2' of method 'unsir' must be a float in \[0, inf\), got -0.1$"),
 ])
 def test_bad_config_refused(name, bad, message):
@@ -132,8 +135,9 @@ def test_boundary_shrink_reads_no_retain_data(digits_model, class_split):
 # --- l1-sparse ------------------------------------------------------------------------------------
 
 def test_l1_sparse_penalty_shrinks_the_weights(digits_model, random_split):
-    plain = _run(digits_model, random_split, "l1-sparse", l1=0.0, epochs=1)
-    sparse = _run(digits_model, random_split, "l1-sparse", epochs=1)  # the default coefficient
+    # the class-forgetting default strength (2e-3 at 2x the lr; random samples default to half of each)
+    plain = _run(digits_model, random_split, "l1-sparse", l1=0.0, epochs=1, lr_scale=2.0)
+    sparse = _run(digits_model, random_split, "l1-sparse", l1=2e-3, epochs=1, lr_scale=2.0)
     with torch.no_grad():
         assert l1_norm(sparse) < 0.8 * l1_norm(plain)
     assert accuracy_on(sparse, random_split.retain) > 0.9

@@ -46,7 +46,8 @@ def bn_mlp(spec) -> nn.Module:
 
 
 @pytest.mark.parametrize(("method", "bad", "message"), [
-    ("top-layers", {"lr_scale": 0.0}, r"'lr_scale' of method 'top-layers' must be a float in \(0, inf\), got 0.0$"),
+    ("top-layers", {"lr_scale": 0.0}, r"'lr_scale' of method 'top-layers' must be a float in \(0, inf\)"
+     r" or None, got 0.0$"),
     ("top-layers", {"schedule": "linear"}, "'schedule' of method 'top-layers' must be one of 'cosine', 'constant'"),
     ("eu-k", {"epochs": 0}, r"'epochs' of method 'eu-k' must be an int in \[1, inf\), got 0$"),
     ("prune-reinit", {"prune_fraction": 1.0}, r"'prune_fraction' of method 'prune-reinit' must be a float in \(0, 1\)"),
@@ -98,7 +99,7 @@ def test_top_layers_keeps_frozen_batch_norm_statistics(digits, class_split):
 def test_top_layers_refuses_k_beyond_the_model(digits_model, class_split):
     with pytest.raises(ConfigError, match=r"k must lie in \[1, 3\]"):
         run(digits_model, class_split, "top-layers", k=4)
-    with pytest.raises(ConfigError, match=r"'k' of method 'top-layers' must be an int in \[1, inf\), got 0$"):
+    with pytest.raises(ConfigError, match=r"'k' of method 'top-layers' must be an int in \[1, inf\) or None, got 0$"):
         run(digits_model, class_split, "top-layers", k=0)
 
 

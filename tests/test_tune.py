@@ -24,6 +24,7 @@ from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import METHODS
 from unlearnkit.methods.space import Choice, Float, Int
 from unlearnkit.models import load_checkpoint
+from unlearnkit.params import autos
 from unlearnkit.unlearning import unlearn
 
 TINY = {
@@ -40,9 +41,12 @@ def test_every_method_declares_a_valid_search_space(name):
     cls = METHODS[name]
     assert cls.search_space, f"{name} declares no search_space next to its Config"
     defaults = cls.params()
+    rules = autos(cls.Config)
     for param, space in cls.search_space.items():
         assert param in defaults, f"{name}.search_space names {param!r}, which is not a Config field"
-        assert space.contains(defaults[param]), f"{name}: default {param}={defaults[param]} lies outside {space}"
+        wanted = (rules[param].classes, rules[param].samples) if param in rules else (defaults[param],)
+        for value in wanted:  # an auto default: both of its values
+            assert space.contains(value), f"{name}: default {param}={value} lies outside {space}"
         for end in space.ends:  # both ends (every choice) are valid configs on their own
             cls(**{param: end})
 
@@ -58,7 +62,9 @@ def test_config_entry_fixes_or_narrows_the_space():
     data["methods"]["gradient-ascent"] = {"clip_grad": 2.0, "lr_scale": [0.05, 0.1], "retain_weight": [0.5]}
     space, fixed = search_space(parse_config(data), "gradient-ascent")
     assert fixed == {"clip_grad": 2.0, "retain_weight": 0.5}
-    assert space == {"lr_scale": Choice((0.05, 0.1))}
+    rest = {k: v for k, v in METHODS["gradient-ascent"].search_space.items()
+            if k not in ("lr_scale", "clip_grad", "retain_weight")}  # searched as declared
+    assert space == {"lr_scale": Choice((0.05, 0.1)), **rest}
 
 
 def test_tune_runs_defaults_first_writes_an_overlay_bench_accepts_and_resumes(tmp_path):
@@ -68,7 +74,7 @@ def test_tune_runs_defaults_first_writes_an_overlay_bench_accepts_and_resumes(tm
 
     study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=f"sqlite:///{tmp_path / 't' / 'tune.db'}")
     first = study.trials[0]
-    assert first.params == {"epochs": 2, "lr_scale": 0.4} and first.user_attrs["defaults"]
+    assert first.params == {"epochs": 2, "lr_scale": 1.0} and first.user_attrs["defaults"]
     assert first.value == pytest.approx(result.default_value)
     # the reported best is the stored trial with the lowest objective, read back from tune.db, not just some trial
     stored = min(study.trials, key=lambda t: t.value)

@@ -162,15 +162,20 @@ def tune(
         study_name=f"{config.name}:{method}:seed{seed}", storage=f"sqlite:///{(out / 'tune.db').resolve()}",
         direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True,
     )
-    # trial 0: the defaults, where the space (narrowed by the config) holds them; the sampler picks the rest
-    defaults = {k: v for k, v in get_method(method).params().items() if k in space and space[k].contains(v)}
+    # trial 0: the defaults, where the space (narrowed by the config) holds them; the sampler picks the rest. An
+    # auto default (its value follows what each case forgets) is not suggested in trial 0: the rule picks it.
+    auto = {k for k in get_method(method).auto_rules() if k in space}
+    defaults = {k: v for k, v in get_method(method).params().items()
+                if k in space and k not in auto and space[k].contains(v)}
     if not study.trials:
         with warnings.catch_warnings():  # optuna calls enqueue_trial experimental
             warnings.simplefilter("ignore")
-            study.enqueue_trial(defaults, user_attrs={"defaults": len(defaults) == len(space)})
+            study.enqueue_trial(defaults, user_attrs={"defaults": len(defaults) + len(auto) == len(space),
+                                                      "auto": sorted(auto)})
 
     def objective(trial) -> float:
-        params = {**fixed, **{name: s.suggest(trial, name) for name, s in space.items()}}
+        left_to_rule = set(trial.user_attrs.get("auto", ()))
+        params = {**fixed, **{name: s.suggest(trial, name) for name, s in space.items() if name not in left_to_rule}}
         gaps, speedups = [], []
         for case in cases:
             try:

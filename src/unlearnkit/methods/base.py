@@ -36,6 +36,10 @@ KINDS = ("samples", "attribute")
 SCHEDULE = Options(*SCHEDULES)  # the learning-rate schedule of a method's own training loop
 
 
+# The phrase of UnlearnTask.note_no_gain: tests and users can find such notes by it.
+NO_GAIN = "not expected to end closer to retraining than the original"
+
+
 @dataclass(frozen=True)
 class Budget(Params):
     """Limits on an unlearning run. ``seconds``: wall-clock cap (loops stop at the next step and
@@ -99,6 +103,11 @@ class UnlearnTask:
             return False
         self.note(f"stopped early: time budget of {self.budget.seconds:g}s spent")
         return True
+
+    def note_no_gain(self, why: str) -> None:
+        """Note that on this split the method is not expected to end closer to retraining than the untouched
+        original (the defaults suite measured so; docs/METHODS.md lists such cases), and why."""
+        self.note(f"{why}: {NO_GAIN} on random or subject forgetting (defaults suite, docs/METHODS.md)")
 
     def note(self, text: str) -> None:
         if text not in self.notes:
