@@ -36,7 +36,6 @@ KNOWN_MISSES = {
     ("class", "conv-noise"): "keeps 0.21 of class 5 (tuned on classes 3 and 3,5, where it forgets them)",
     ("class", "conv-transpose"): "test 0.819 vs retrain 0.877",
     ("class", "fanchuan"): "keeps 0.51 of class 5",
-    ("class", "ssd"): "test 0.772 vs retrain 0.866: one dampening threshold does not fit one and two classes",
     ("class", "targeted-reinit"): "keeps 0.25 of class 5",
     ("random", "bad-teacher"): "gap 0.0174 vs the original's 0.0163",
     ("random", "conv-noise"): "gap 0.0194 vs the original's 0.0111",

@@ -83,17 +83,17 @@ def original_forget_accuracy(checkpoint: Path) -> float:
     return float((logits.argmax(dim=1) == split.forget.y).double().mean())
 
 
-def config_defaults(method: str, whole_classes: bool | None = None) -> dict:
+def config_defaults(method: str, split=None) -> dict:
     """A method's hyperparameter defaults read from its Config dataclass's fields, as JSON gives them back; with
-    ``whole_classes`` given, an auto field (default None, an ``auto`` rule) takes its rule's value for that kind of
-    forget set (``classes`` or ``samples``), as a run reports it."""
+    a ``split`` given, an auto field (default None, an ``auto`` rule) takes its rule's value for that split, as a
+    run reports it."""
     fields = dataclasses.fields(METHODS[method].Config)
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in fields}
-    if whole_classes is not None:
+    if split is not None:
         for f in fields:
             rule = f.metadata.get("auto")
             if rule is not None:
-                defaults[f.name] = rule.classes if whole_classes else rule.samples
+                defaults[f.name] = rule.pick(split)
     return json.loads(json.dumps(defaults))
 
 
@@ -283,7 +283,8 @@ def test_forget_json_and_history(forgotten, original, class3_ids, method):
     assert summary["n_forget"] == len(class3_ids)
     assert summary["n_retain"] == 1438 - len(class3_ids)
     # forget ran without --param: the Config's defaults, auto ones resolved for class forgetting
-    assert summary["config"] == config_defaults(method, whole_classes=True)
+    split = select(load_dataset("digits").train, "class:3", seed=0)
+    assert summary["config"] == config_defaults(method, split)
     # every method must lose more of the forget set than of the retain set
     assert summary["forget_accuracy"] < summary["retain_accuracy"]
     history = sidecar(out)["history"]

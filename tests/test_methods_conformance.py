@@ -343,7 +343,7 @@ def test_unknown_parameter_refused_with_a_config(name):
 
 
 @pytest.mark.parametrize("name", sorted(n for n in METHODS if METHODS[n].search_space))
-def test_search_space_lies_inside_the_declarations(name):
+def test_search_space_lies_inside_the_declarations(name, class_split, random_split):
     """``unlearn tune`` must never suggest a value the Config refuses, and every range holds the default."""
     cls = METHODS[name]
     defaults = cls.params()
@@ -357,7 +357,7 @@ def test_search_space_lies_inside_the_declarations(name):
             assert kind is float or isinstance(space, Int), f"{name}.{field}: a Float range on an int parameter"
         auto = autos(cls.Config).get(field)
         if auto is not None:  # an auto default: both of its values lie in the range (and pass the declaration)
-            for value in (auto.classes, auto.samples):
+            for value in (auto.pick(class_split), auto.pick(random_split)):
                 assert rule.accepts(value) and space.contains(value), f"{name}.{field}: auto {value!r} outside {space}"
         else:
             assert space.contains(defaults[field]), f"{name}.{field}: default {defaults[field]!r} outside {space}"
@@ -372,10 +372,10 @@ def test_auto_defaults_resolve_by_what_is_forgotten(name, class_split, random_sp
         task = UnlearnTask(model=torch.nn.Linear(1, 1), split=split, train_config=TrainConfig(),
                            device=torch.device("cpu"))
         resolved = cls().for_task(task).config
+        other = random_split if pick == "classes" else class_split
         for field, rule in autos(cls.Config).items():
-            assert getattr(resolved, field) == getattr(rule, pick), (name, field, pick)
-        explicit = {field: rule.classes if pick == "samples" else rule.samples
-                    for field, rule in autos(cls.Config).items()}
+            assert getattr(resolved, field) == rule.pick(split), (name, field, pick)
+        explicit = {field: rule.pick(other) for field, rule in autos(cls.Config).items()}
         assert cls(**explicit).for_task(task).config == cls(**explicit).config  # a value given is kept
 
 

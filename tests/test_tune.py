@@ -37,14 +37,15 @@ TUNABLE = sorted(n for n, c in METHODS.items() if n != "retrain" and c.requires 
 
 
 @pytest.mark.parametrize("name", TUNABLE)
-def test_every_method_declares_a_valid_search_space(name):
+def test_every_method_declares_a_valid_search_space(name, class_split, random_split):
     cls = METHODS[name]
     assert cls.search_space, f"{name} declares no search_space next to its Config"
     defaults = cls.params()
     rules = autos(cls.Config)
     for param, space in cls.search_space.items():
         assert param in defaults, f"{name}.search_space names {param!r}, which is not a Config field"
-        wanted = (rules[param].classes, rules[param].samples) if param in rules else (defaults[param],)
+        wanted = (rules[param].pick(class_split), rules[param].pick(random_split)) if param in rules else \
+            (defaults[param],)
         for value in wanted:  # an auto default: both of its values
             assert space.contains(value), f"{name}: default {param}={value} lies outside {space}"
         for end in space.ends:  # both ends (every choice) are valid configs on their own

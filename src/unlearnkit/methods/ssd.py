@@ -11,10 +11,9 @@ Source: Foster, Schoepf and Brintrup, "Fast Machine Unlearning Without Retrainin
 Synaptic Dampening", AAAI 2024 (``ParameterPerturber.calc_importance`` / ``modify_weight`` in the
 authors' code; paper defaults alpha=10, lambda=1).
 
-Whole-class forgetting with one default is a compromise: the importance ratio of a class's weights scales
-with the share of the data the forget set is, so the threshold that forgets one of ten classes cleanly
-(alpha 20) leaves two classes largely remembered, and the one used (alpha 7, lambda 2) costs a single
-class about 0.1 test accuracy on the digits suite. Pass ``alpha`` for the case at hand.
+On whole-class forgetting the importance ratio of a class's weights grows as the forget set's share of the
+data shrinks, so the threshold follows that share: alpha = 1.5 x (training samples / forget samples), 15 for
+one class of ten and 7.5 for two (a fixed 20 forgets one class of ten but leaves two largely remembered).
 """
 
 from __future__ import annotations
@@ -25,10 +24,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnkit.methods.base import ByTarget, Method, UnlearnTask, register
+from unlearnkit.data.select import ForgetSplit
+from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.space import Float
 from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 from unlearnkit.train import check_finite
+
+
+@dataclass(frozen=True)
+class ByForgetShare:
+    """The auto rule of ``alpha``: ``per_share`` x (training samples / forget samples) when whole classes are
+    forgotten, ``samples`` otherwise (random samples, subjects)."""
+
+    per_share: float
+    samples: float
+
+    def pick(self, split: ForgetSplit) -> float:
+        if split.forgets_whole_classes():
+            return self.per_share * (len(split.forget) + len(split.retain)) / len(split.forget)
+        return self.samples
+
+    def describe(self) -> str:
+        return (f"auto: {self.per_share!r} x (training samples / forget samples) when whole classes are forgotten, "
+                f"else {self.samples!r}")
 
 
 @register
@@ -47,18 +65,19 @@ class SelectiveSynapticDampening(Method):
     @dataclass(frozen=True)
     class Config(Params):
         # alpha, the selection threshold: forget importance must exceed alpha x full importance; lambda (dampening):
-        # a selected weight is scaled by min(lambda x full / forget, 1). Both by what is forgotten
+        # a selected weight is scaled by min(lambda x full / forget, 1). Both follow what is forgotten
         # (benchmarks/tune_defaults.py on the defaults suite, seeds 11-12, docs/results/defaults/):
         # samples: `... --method ssd --target samples --grid alpha=10,30,100 / alpha=15,20`: alpha 20 PASS, mean gap
         # 0.0175, x15.0 (the paper's 10: miss, 0.0299, mlp random 0.0423 vs the original's 0.0236; 30 and 100 barely
         # edit the model, 0.0187 / 0.0190).
-        # classes: `... --target classes --grid alpha=5,10,20 --grid dampening=0.5,1,2 / alpha=7,8 dampening=2,5`:
-        # no point passes all four. A class's weights matter about (all data / forget set) times more to the forget
-        # set, so one threshold cannot suit one class and two: alpha 20 forgets class:3 (test -0.011 / -0.019) but
-        # leaves class:3,5 at forget 0.75-1.0; alpha 7, lambda 2 passes both class:3,5 scenarios and costs class:3
-        # 0.10-0.11 test accuracy (mean gap 0.0338, x15.3; the old 10 / 1 missed all four, 0.0750).
-        alpha: float | None = param(None, POSITIVE, auto=ByTarget(classes=7.0, samples=20.0))
-        dampening: float | None = param(None, POSITIVE, auto=ByTarget(classes=2.0, samples=1.0))
+        # classes: a class's weights matter more to the forget set the smaller its share of the data, so no fixed
+        # threshold suits one class and two (alpha 20 forgets class:3 but leaves class:3,5 at forget 0.75-1.0; 7 with
+        # lambda 2 costs class:3 0.10 test accuracy). alpha = 1.5 x (training samples / forget samples), lambda 1
+        # passes all four class scenarios: forget 0.000 / 0.007 / 0.000 / 0.019, test -0.040 / -0.019 / -0.036 /
+        # -0.008 from retraining (factor 1 over-dampens, test -0.07; 2 leaves class:3,5 at 0.18-0.24; grid in
+        # docs/results/defaults/ssd-share.txt).
+        alpha: float | None = param(None, POSITIVE, auto=ByForgetShare(per_share=1.5, samples=20.0))
+        dampening: float = param(1.0, POSITIVE)
         batch_size: int | None = param(None, AT_LEAST_ONE)  # mini-batch of the importance passes; None: the original
         # recipe's (a batch-gradient estimate depends on it: 256 over-selects, damaging class:3 retain accuracy to 0.66)
 
