@@ -41,7 +41,6 @@ KNOWN_MISSES = {
     ("random", "conv-noise"): "gap 0.0194 vs the original's 0.0111",
     ("random", "conv-transpose"): "test 0.908 vs retrain 0.975 (collapse check; it notes that it cannot beat the "
                                   "original here)",
-    ("random", "reset-layers"): "test 0.900 vs retrain 0.961: not tuned yet",
     ("random", "scrub"): "gap 0.0224 vs the original's 0.0163",
     ("random", "targeted-reinit"): "gap 0.0169 vs the original's 0.0111",
 }
