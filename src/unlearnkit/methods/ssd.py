@@ -39,7 +39,7 @@ class ByForgetShare:
     per_share: float
     samples: float
 
-    def pick(self, split: ForgetSplit) -> float:
+    def pick(self, split: ForgetSplit, batch_size: int | None = None) -> float:
         if split.forgets_whole_classes():
             return self.per_share * (len(split.forget) + len(split.retain)) / len(split.forget)
         return self.samples
