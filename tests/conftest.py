@@ -4,6 +4,9 @@ test session, plus the state-dict comparison the method tests use (import helper
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 import torch
 
@@ -109,3 +112,24 @@ def shifted_digits_source():
         yield SHIFTED_DIGITS
     finally:
         del SOURCES[SHIFTED_DIGITS]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def cli_fails(capsys, *args: str, sole: bool = False) -> str:
+    """Run the console entry point ``cli.main()`` in-process with ``args``; require exit status 2, no traceback and
+    exactly one ``error:`` line on stderr (with ``sole``, nothing else on stderr either); return that line."""
+    from unlearnkit import cli
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["unlearn", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+    err = ANSI.sub("", capsys.readouterr().err)
+    assert exit_info.value.code == 2, f"unlearn {' '.join(args)} exited {exit_info.value.code}; stderr:\n{err}"
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()] if sole else \
+        [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"expected one error line, got stderr:\n{err}"
+    return lines[0]

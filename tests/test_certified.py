@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from unlearnkit import cli
+from tests.conftest import cli_fails as fails
 from unlearnkit.cli import app
 from unlearnkit.data import IndexedDataset, select
 from unlearnkit.errors import ConfigError, DataError
@@ -386,18 +385,6 @@ def invoke_json(*args: str) -> dict:
     assert result.exit_code == 0, f"unlearn {' '.join(args)}: {result.exception!r}\n{result.output}"
     return json.loads(result.stdout)
 
-
-def fails(capsys, *args: str) -> str:
-    """Run the console entry point; require exit status 2 and exactly one error line; return it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["unlearn", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_cli_round_trip_accumulates_the_bound(digits, tmp_path):

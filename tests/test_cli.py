@@ -27,6 +27,7 @@ import typer
 from scipy.spatial.distance import jensenshannon
 from typer.testing import CliRunner, Result
 
+from tests.conftest import cli_fails as fails
 from unlearnkit import cli
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset, select
@@ -66,14 +67,6 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     return exit_info.value.code, ANSI.sub("", captured.out), ANSI.sub("", captured.err)
 
 
-def fails(capsys, *args: str) -> str:
-    """Require exit status 2, exactly one ``error:`` line and no traceback; return the error line."""
-    code, _, err = run_main(capsys, *args)
-    assert code == 2, f"unlearn {' '.join(args)} exited {code}, expected 2; stderr:\n{err}"
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, f"expected one error line, got stderr:\n{err}"
-    return errors[0]
 
 
 def original_forget_accuracy(checkpoint: Path) -> float:

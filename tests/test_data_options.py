@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnkit import cli
+from tests.conftest import cli_fails
 from unlearnkit.cli import app
 from unlearnkit.data import SOURCES, DataOption, DataSource, check_data_options, load_dataset
 from unlearnkit.errors import CheckpointError, ConfigError
@@ -45,17 +44,8 @@ def invoke_json(*args: str):
 
 
 def fails(capsys, *args: str) -> str:
-    """Run ``cli.main()`` in-process; require exit status 2 and exactly one ``error:`` line; return it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["unlearn", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main()
-    err = ANSI.sub("", capsys.readouterr().err)
-    assert exit_info.value.code == 2, f"unlearn {' '.join(args)} exited {exit_info.value.code}; stderr:\n{err}"
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), f"expected one error line, got:\n{err}"
-    return lines[0]
+    """The one error line of a failing command, which must be all it writes on stderr."""
+    return cli_fails(capsys, *args, sole=True)
 
 
 def sidecar(path: Path) -> dict:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnkit import cli
+from tests.conftest import cli_fails as fails
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset, select
 from unlearnkit.errors import CheckpointError, ConfigError
@@ -46,19 +45,6 @@ def same_sisa(model_a, model_b) -> bool:
         states_equal(x, y) for sa, sb in zip(a.states, b.states, strict=True) for x, y in zip(sa, sb, strict=True))
     return steps_equal and states_equal(model_a.state_dict(), model_b.state_dict())
 
-
-def fails(capsys, *args: str) -> str:
-    """Run the console entry point; require exit status 2 and exactly one ``error:`` line; return it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["unlearn", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main()
-    err = ANSI.sub("", capsys.readouterr().err)
-    assert exit_info.value.code == 2, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, err
-    return errors[0]
 
 
 def invoke_json(*args: str) -> dict:
