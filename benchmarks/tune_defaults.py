@@ -20,6 +20,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from check_defaults import FORGET_CEILING, TEST_TOLERANCE  # the claims' bounds, declared once (same folder)
+
 from unlearnkit.bench.config import load_config
 from unlearnkit.bench.runner import original_model, short_digest
 from unlearnkit.bench.store import ResultStore, default_url
@@ -28,9 +30,6 @@ from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import METHODS
 from unlearnkit.models import load_checkpoint
 from unlearnkit.unlearning import unlearn
-
-FORGET_CEILING = 0.05
-TEST_TOLERANCE = 0.05
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
