@@ -379,6 +379,31 @@ def test_auto_defaults_resolve_by_what_is_forgotten(name, class_split, random_sp
         assert cls(**explicit).for_task(task).config == cls(**explicit).config  # a value given is kept
 
 
+def test_per_step_rule_scales_by_the_named_set(class_split, random_split):
+    """ByTargetPerStep: the class value on whole classes; otherwise samples x reference steps / the steps per epoch
+    of the retain or forget set (its size over the batch size, rounded up)."""
+    from unlearnkit.methods.base import ByTargetPerStep
+
+    on_retain = ByTargetPerStep(classes=0.1, samples=0.02, reference_steps=21)
+    on_forget = ByTargetPerStep(classes=0.1, samples=0.02, reference_steps=3, over="forget")
+    assert on_retain.pick(class_split) == on_forget.pick(class_split) == 0.1
+    assert len(random_split.retain) != len(random_split.forget)
+    for rule, data in ((on_retain, random_split.retain), (on_forget, random_split.forget)):
+        for batch_size in (1, 7, 16):
+            steps = -(-len(data) // batch_size)
+            assert rule.pick(random_split, batch_size=batch_size) == pytest.approx(0.02 * rule.reference_steps / steps)
+        one_step = rule.pick(random_split, batch_size=len(data))
+        assert one_step == pytest.approx(0.02 * rule.reference_steps)
+    both = ByTargetPerStep(classes=2.0, samples=1.0, reference_steps=21, scaled=("classes", "samples"), power=0.5)
+    for split, value in ((class_split, 2.0), (random_split, 1.0)):
+        steps = -(-len(split.retain) // 16)
+        assert both.pick(split, batch_size=16) == pytest.approx(value * (21 / steps) ** 0.5)
+    with pytest.raises(ValueError, match="over must be 'retain' or 'forget'"):
+        ByTargetPerStep(classes=0.1, samples=0.02, over="test")
+    with pytest.raises(ValueError, match="scaled must name"):
+        ByTargetPerStep(classes=0.1, samples=0.02, scaled=("test",))
+
+
 # --- method kinds ---------------------------------------------------------------------------------------------------
 
 def test_every_method_declares_a_kind():

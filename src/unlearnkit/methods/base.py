@@ -236,24 +236,42 @@ class ByTarget:
 @dataclass(frozen=True)
 class ByTargetPerStep:
     """An auto rule for a learning-rate scale: ``classes`` when whole classes are forgotten; otherwise ``samples``
-    times ``reference_steps`` / the retain set's steps per epoch (its size over the batch size), so that an epoch
-    moves the model by about as much on a large retain set as on a small one. Measured for random-label on random
-    forgetting: 0.02 suits the digits recipe (21 steps per epoch) and 0.005 the Fashion-MNIST one (71 steps),
-    where 0.02 ends further from retraining than the original (docs/DEFAULTS.md)."""
+    times ``reference_steps`` / the steps per epoch over the ``over`` set (``"retain"`` or ``"forget"``: its size
+    over the batch size), so that an epoch moves the model by about as much on a large set as on a small one.
+    Measured for random-label on random forgetting: 0.02 suits the digits recipe (21 retain steps per epoch) and
+    0.005 the Fashion-MNIST one (71 steps), where 0.02 ends further from retraining than the original; and for
+    boundary-shrink, which trains on the forget set only: 0.01 at digits' 3 forget steps, at most 0.004 at
+    Fashion-MNIST's 16 (docs/DEFAULTS.md)."""
 
     classes: float
     samples: float
     reference_steps: int = 21  # digits: 1,294 retain samples of a random 10% forget, batch 64
+    over: str = "retain"
+
+    scaled: tuple[str, ...] = ("samples",)  # which of the two values follow the steps ("classes", "samples")
+    power: float = 1.0  # value x (reference_steps / steps) ** power: 1 keeps an epoch's movement, 0.5 halfway
+
+    def __post_init__(self) -> None:
+        if self.over not in ("retain", "forget"):
+            raise ValueError(f"ByTargetPerStep.over must be 'retain' or 'forget', got {self.over!r}")
+        if not self.scaled or not set(self.scaled) <= {"classes", "samples"}:
+            raise ValueError(f"ByTargetPerStep.scaled must name 'classes' and/or 'samples', got {self.scaled!r}")
 
     def pick(self, split: ForgetSplit, batch_size: int | None = None) -> float:
-        if split.forgets_whole_classes():
-            return self.classes
-        steps = math.ceil(len(split.retain) / (batch_size or 64))
-        return self.samples * self.reference_steps / max(steps, 1)
+        target = "classes" if split.forgets_whole_classes() else "samples"
+        value = getattr(self, target)
+        if target not in self.scaled:
+            return value
+        data = split.retain if self.over == "retain" else split.forget
+        steps = math.ceil(len(data) / (batch_size or 64))
+        return value * (self.reference_steps / max(steps, 1)) ** self.power
 
     def describe(self) -> str:
-        return (f"auto: {self.classes!r} when whole classes are forgotten, else {self.samples!r} x "
-                f"{self.reference_steps} / the retain set's steps per epoch")
+        ratio = f"{self.reference_steps} / the {self.over} set's steps per epoch"
+        per_step = f" x {ratio}" if self.power == 1 else f" x ({ratio}) ** {self.power!r}"
+        classes = f"{self.classes!r}" + (per_step if "classes" in self.scaled else "")
+        samples = f"{self.samples!r}" + (per_step if "samples" in self.scaled else "")
+        return f"auto: {classes} when whole classes are forgotten, else {samples}"
 
 
 METHODS: Registry[type[Method]] = Registry("method", listing="unlearn methods")

@@ -103,6 +103,9 @@ class SelectiveSynapticDampening(Method):
                 selected += int(where.sum())
                 total += p.numel()
         task.note(f"dampened {selected} of {total} parameters ({selected / max(total, 1):.2%})")
+        if selected == 0:
+            task.note_no_gain(f"no weight passed the selection threshold alpha={cfg.alpha:g}, so the model is "
+                              "unchanged (pass a lower alpha to edit it)")
         return model
 
 
