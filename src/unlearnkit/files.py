@@ -3,7 +3,8 @@
 A write goes to a temporary file beside its target (``.NAME.tmp-XXXXXXXX``), is flushed to disk (``fsync``) and
 renamed over the target with ``os.replace``, which is atomic: at every instant the target holds either its old
 content or the new one, whole, never a mix or a truncated file. The folder is synced after the rename, so the
-new name survives a power cut. Readers ignore the temporary names; a crash leaves at most such a file behind.
+new name survives a power cut. Readers ignore the temporary names; a crash leaves at most such a file behind,
+named with the writer's PID, and the next write of the same target removes it (:func:`sweep_stale`).
 
 An existing target is replaced only when the caller passes ``force=True`` (the commands' ``--force``);
 otherwise :func:`refuse_overwrite` stops with a one-line error naming the file and the fix. Commands call it
@@ -27,8 +28,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
+import signal
 from pathlib import Path
 
 from unlearnkit.errors import ConfigError, UnlearnError
@@ -45,9 +48,78 @@ def refuse_overwrite(path: str | Path | None, force: bool, *, flag: str = "--for
 
 
 def temp_path(path: str | Path) -> Path:
-    """A fresh hidden name beside ``path`` for its content while it is written: ``.NAME.tmp-XXXXXXXX``."""
+    """A fresh hidden name beside ``path`` for its content while it is written: ``.NAME.tmp-PID-XXXXXXXX``, where
+    PID is the writing process's (:func:`sweep_stale` removes those whose writer is gone)."""
     p = Path(path)
-    return p.with_name(f".{p.name}.tmp-{secrets.token_hex(4)}")
+    return p.with_name(f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (true for this process, and when it cannot be told)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else (or cannot tell): leave its files alone
+        return True
+    return True
+
+
+_STALE = re.compile(r"^(?:\.(?P<tmp_base>.+)\.tmp|(?P<old_base>.+)\.old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def sweep_stale(path: str | Path) -> list[Path]:
+    """Remove what killed writers left beside ``path``: its temporary names (``.NAME.tmp-PID-X``) and folders caught
+    mid-delete (``NAME.old-PID-X``) whose process PID no longer runs. Returns what was removed.
+
+    A process killed between writing a temporary file and renaming it (SIGKILL, a preempted machine, the OOM
+    killer) cannot clean up; the next write of the same target does it here. Files of a live writer are kept, so
+    concurrent writers of one folder are safe. (On a folder shared by several machines a PID names a process on
+    the machine that wrote it; run one writer per target there.)
+    """
+    p = Path(path)
+    removed = []
+    try:
+        entries = list(p.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STALE.match(entry.name)
+        if match is None or (match["tmp_base"] or match["old_base"]) != p.name:
+            continue
+        if process_alive(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+CRASH_ENV = "UNLEARNKIT_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: when ``$UNLEARNKIT_CRASH_AT`` is ``NAME:N`` (or ``NAME:N,M,...``
+    counts are per process), the N-th time this process passes ``crash_point(NAME)`` it kills itself with SIGKILL,
+    as a scheduler or the OOM killer would. Points sit inside the windows a kill is most likely to damage: between
+    a temporary file and its rename (``write``), inside a result-store transaction (``store``), between a
+    checkpoint's weights and its sidecar (``checkpoint``). Unset (always, outside tests), it costs one lookup."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    point, _, counts = spec.partition(":")
+    if point != name:
+        return
+    _CRASH_COUNTS[name] = _CRASH_COUNTS.get(name, 0) + 1
+    if str(_CRASH_COUNTS[name]) in counts.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_CRASH_COUNTS: dict[str, int] = {}
 
 
 def fresh_path(path: str | Path, tag: str = "new") -> Path:
@@ -88,12 +160,14 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, force: bool) -> Path:
     p = Path(path)
     refuse_overwrite(p, force)
     p.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(p)
     tmp = temp_path(p)
     try:
         with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        crash_point("write")
         replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)
@@ -115,6 +189,7 @@ def make_temp_dir(path: str | Path) -> Path:
     """A new empty hidden folder beside ``path`` to fill before renaming it into place with :func:`replace`."""
     tmp = temp_path(path)
     tmp.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path)
     tmp.mkdir()
     return tmp
 
@@ -127,7 +202,7 @@ def remove_tree(path: str | Path) -> None:
     """
     p = Path(path)
     if p.is_dir() and not p.is_symlink():
-        trash = fresh_path(p, "old")
+        trash = fresh_path(p, f"old-{os.getpid()}")
         replace(p, trash)
         shutil.rmtree(trash)
     elif p.exists() or p.is_symlink():

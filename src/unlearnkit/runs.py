@@ -73,6 +73,7 @@ def train_model(
     ray_address: str | None = None,
     features_from: str | Path | None = None,
     on_warning: Callable[[str], None] | None = None,
+    sisa_progress: str | Path | None = None,
 ) -> TrainedModel:
     """Train a registered architecture on ``bundle.train`` (default model and recipe per dataset).
 
@@ -80,7 +81,8 @@ def train_model(
     batch ids are then written beside it (``PATH.updates/``, see :mod:`unlearnkit.exact.updates`), in ``record_dtype``.
     ``sisa`` (e.g. ``"shards=5,slices=3"``): train a SISA ensemble of ``model_name`` members instead (see
     :mod:`unlearnkit.exact.sisa`), its shards one after another (``executor="local"``) or as Ray tasks (``"ray"``);
-    save it with :func:`save_model`, which writes its ``PATH.sisa/`` files.
+    save it with :func:`save_model`, which writes its ``PATH.sisa/`` files. ``sisa_progress``: a folder for the
+    finished slice steps (``sisa_io.progress_dir(PATH)``), from which a rerun after a kill continues.
     ``features_from``: train a linear/logistic head on the frozen features of that checkpoint's network
     (:func:`train_head`); ``on_warning`` receives its warnings (default: :func:`warnings.warn`).
     """
@@ -98,7 +100,8 @@ def train_model(
         if record_updates is not None:
             raise ConfigError("--sisa and --record-updates do not combine (SISA keeps per-slice weights instead); "
                               "drop one of them")
-        return _train_sisa(bundle, model_name, config, sisa, model_kwargs, device, progress, executor, ray_address)
+        return _train_sisa(bundle, model_name, config, sisa, model_kwargs, device, progress, executor, ray_address,
+                           sisa_progress, on_warning)
     if executor != "local":
         raise ConfigError(f"--executor {executor} fans out the shards of a SISA ensemble; add --sisa shards=S,... "
                           "or drop --executor")
@@ -174,10 +177,12 @@ def check_train_options(
 
 
 def _train_sisa(bundle: DatasetBundle, model_name: str, config: TrainConfig, spec: SisaSpec | str, model_kwargs: dict,
-                device, progress, executor: str, ray_address: str | None) -> TrainedModel:
+                device, progress, executor: str, ray_address: str | None, progress_dir: str | Path | None,
+                on_warning: Callable[[str], None] | None) -> TrainedModel:
     start = time.perf_counter()
     model = train_sisa(bundle.train, model_name, config, spec, member_kwargs=model_kwargs, device=device,
-                       progress=progress, executor=executor, ray_address=ray_address)
+                       progress=progress, executor=executor, ray_address=ray_address, progress_dir=progress_dir,
+                       on_resume=on_warning or warnings.warn)
     seconds = time.perf_counter() - start
     meta = CheckpointMeta(ENSEMBLE, sisa_state(model).ensemble_kwargs(), bundle.spec, data_meta(bundle),
                           config.to_dict(), extra={"train_seconds": round(seconds, 3)})

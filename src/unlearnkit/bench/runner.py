@@ -11,9 +11,9 @@ seed) reference once; both are saved as checkpoints under ``OUT/models`` so a re
 from __future__ import annotations
 
 import hashlib
-import json
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.bench.config import BenchConfig, DatasetEntry
 from unlearnkit.bench.store import ResultStore, cell_key, default_url
 from unlearnkit.data import load_dataset, select
-from unlearnkit.errors import ConfigError, DataError
+from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import METHODS
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
@@ -45,10 +45,12 @@ class Cell:
 
     @property
     def key(self) -> str:
-        # optional metrics join the key only when asked for, so adding one reruns the cells and keys of plain
-        # configs stay as they were
-        extra = json.dumps(self.metrics, sort_keys=True) if self.metrics else ""
-        return cell_key(self.dataset.key + extra, self.forget, self.method, self.params, self.seed)
+        return cell_key(self.dataset.key, self.forget, self.method, self.params, self.seed, self.metrics)
+
+    @property
+    def reference(self) -> Cell:
+        """The retrain cell of this cell's split (same dataset, forget spec, seed and metrics)."""
+        return replace(self, method="retrain", params={})
 
 
 def plan(config: BenchConfig) -> list[Cell]:
@@ -143,7 +145,8 @@ def _run_cells(cells: list[Cell], out: Path, url: str, bench: str, device, say: 
             current["split"] = select(current["bundle"].train, cell.forget, seed=cell.seed)
             current["reference"] = None
         if cell.method != "retrain" and current["reference"] is None:
-            current["reference"], current["retrain_seconds"] = _reference(cell, current, store, models_dir, device)
+            current["reference"], current["retrain_seconds"] = _reference(cell, current, store, models_dir, device,
+                                                                          say)
         say(f"{cell.dataset.name} {cell.forget} seed {cell.seed}: {cell.method} {cell.params or ''}")
         result = unlearn(current["original"], current["split"], cell.method, train_config=current["config"],
                          device=device, seed=cell.seed, holdout=current["bundle"].test, progress=False,
@@ -201,10 +204,14 @@ def original_model(entry: DatasetEntry, models_dir: Path, device) -> dict:
     config = default_recipe(entry.name, entry.model).with_(seed=0, **entry.recipe)
     path = models_dir / f"original-{entry.name}-{entry.model}-{short_digest(entry.key)}"
     if checkpoint_exists(path):
-        ckpt = load_checkpoint(path)
-        return {"bundle": bundle, "original": ckpt.model, "config": TrainConfig.from_dict(ckpt.train_config),
-                "meta": CheckpointMeta(ckpt.model_name, ckpt.model_kwargs, ckpt.spec, data_meta(bundle),
-                                       ckpt.train_config)}
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as exc:  # damaged outside unlearnkit: training it again (seed 0) gives the same model
+            warnings.warn(f"original {path.name} is unreadable ({exc}); training it again", stacklevel=2)
+        else:
+            return {"bundle": bundle, "original": ckpt.model, "config": TrainConfig.from_dict(ckpt.train_config),
+                    "meta": CheckpointMeta(ckpt.model_name, ckpt.model_kwargs, ckpt.spec, data_meta(bundle),
+                                           ckpt.train_config)}
     trained = train_model(bundle, entry.model, config, device=device, progress=False)
     save_checkpoint(path, trained.model, trained.meta)
     return {"bundle": bundle, "original": trained.model, "config": config, "meta": trained.meta}
@@ -233,13 +240,28 @@ def _reference_path(cell: Cell, models_dir: Path) -> Path:
     return models_dir / f"retrain-{short_digest(cell.dataset.key + cell.forget)}-seed{cell.seed}"
 
 
-def _reference(cell: Cell, current: dict, store: ResultStore, models_dir: Path, device):
-    """The finished retrain cell of this split (a resumed run): its saved model's report and its seconds."""
-    retrain_key = cell_key(cell.dataset.key, cell.forget, "retrain", {}, cell.seed)
-    row = next((r for r in store.rows() if r["key"] == retrain_key), None)
+def _reference(cell: Cell, current: dict, store: ResultStore, models_dir: Path, device,
+               say: Callable[[str], None]):
+    """The finished retrain cell of this split (a resumed run): its saved model's report and its seconds.
+
+    A missing or unreadable reference checkpoint (deleted, or damaged outside unlearnkit) is retrained on its own,
+    with the retrain cell's seed, which gives the same model; the finished cells are kept."""
+    row = next((r for r in store.rows() if r["key"] == cell.reference.key), None)
+    if row is None:
+        raise ConfigError(f"the retrain cell of {cell.dataset.name} {cell.forget} seed {cell.seed} is missing from "
+                          f"the result store although later cells of its split are planned; rerun the same "
+                          f"command with --resume (the retrain cell runs first)")
     path = _reference_path(cell, models_dir)
-    if row is None or not checkpoint_exists(path):
-        raise ConfigError(f"the reference for {cell.dataset.name} {cell.forget} seed {cell.seed} is missing from "
-                          f"{models_dir}; rerun without --resume into a new --out")
-    model = load_checkpoint(path).model
+    model = None
+    if checkpoint_exists(path):
+        try:
+            model = load_checkpoint(path).model
+        except CheckpointError as exc:
+            say(f"reference {path.name} is unreadable ({exc}); retraining only it")
+    else:
+        say(f"reference {path.name} is missing from {models_dir}; retraining only it")
+    if model is None:
+        model = unlearn(current["original"], current["split"], "retrain", train_config=current["config"],
+                        device=device, seed=cell.seed, holdout=current["bundle"].test, progress=False).model
+        save_checkpoint(path, model, current["meta"])
     return evaluate(model, current["split"], current["bundle"].test, device=device, seed=cell.seed), row["seconds"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert, select
 
 from unlearnkit.errors import ConfigError
+from unlearnkit.files import crash_point
 
 METADATA = MetaData()
 CELLS = Table(
@@ -35,8 +36,14 @@ CELLS = Table(
 )
 
 
-def cell_key(dataset_key: str, forget: str, method: str, params: dict, seed: int) -> str:
-    text = json.dumps([dataset_key, forget, method, params, seed], sort_keys=True)
+def cell_key(dataset_key: str, forget: str, method: str, params: dict, seed: int, metrics: dict | None = None) -> str:
+    """The one identity of a cell: the planner, the store and the lookup of a split's reference all use it.
+
+    Optional metrics (e.g. ``{"neurips": {...}}``) join the key only when asked for, so adding one reruns the cells
+    and the keys of plain configs stay as they were.
+    """
+    extra = json.dumps(metrics, sort_keys=True) if metrics else ""
+    text = json.dumps([dataset_key + extra, forget, method, params, seed], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -69,6 +76,7 @@ class ResultStore:
                 params=json.dumps(params, sort_keys=True), seed=seed, seconds=seconds, speedup=speedup,
                 report=json.dumps(report), notes=json.dumps(notes), finished=time.time(),
             ))
+            crash_point("store")  # inside the transaction, before its commit: the crash tests stop here
 
     def rows(self) -> list[dict]:
         """Every finished cell, with JSON columns decoded, in the order they finished."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ def tune(
     on_step: Callable[[str], None] | None = None,
     command: str | None = None,
     force: bool = False,
+    resume: bool = False,
 ) -> TuneResult:
     """Run ``trials`` more Optuna trials of ``method`` on the config's tuning splits; write the overlay.
 
@@ -133,6 +135,11 @@ def tune(
         timeout: stop starting new trials after this many seconds.
         force: replace an existing ``overlay_path`` file (otherwise refused before any trial runs). The default
             overlay ``OUT/METHOD.toml`` belongs to the study: a resumed study replaces it with the new best.
+        resume: count the study's finished trials toward ``trials`` and run only the missing ones (an interrupted
+            run, rerun with ``resume``, ends with ``trials`` finished trials); without it ``trials`` are added.
+
+    A trial a killed run left running (its process is gone) is marked failed when the study is opened, so it is
+    never counted; if it was trial 0, the defaults are queued again.
     """
     try:
         import optuna
@@ -162,18 +169,27 @@ def tune(
         study_name=f"{config.name}:{method}:seed{seed}", storage=f"sqlite:///{(out / 'tune.db').resolve()}",
         direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), load_if_exists=True,
     )
+    stale = _fail_stale_trials(study)
+    if stale:
+        say(f"marked {stale} trial(s) of a killed run as failed (not counted)")
     # trial 0: the defaults, where the space (narrowed by the config) holds them; the sampler picks the rest. An
-    # auto default (its value follows what each case forgets) is not suggested in trial 0: the rule picks it.
+    # auto default (its value follows what each case forgets) is not suggested in trial 0: the rule picks it. The
+    # queued trial 0 carries the "auto" attribute; it is queued again if a killed run lost it.
     auto = {k for k in get_method(method).auto_rules() if k in space}
     defaults = {k: v for k, v in get_method(method).params().items()
                 if k in space and k not in auto and space[k].contains(v)}
-    if not study.trials:
+    State = optuna.trial.TrialState
+    if not any("auto" in t.user_attrs for t in study.trials if t.state in (State.COMPLETE, State.PRUNED,
+                                                                            State.WAITING)):
         with warnings.catch_warnings():  # optuna calls enqueue_trial experimental
             warnings.simplefilter("ignore")
             study.enqueue_trial(defaults, user_attrs={"defaults": len(defaults) + len(auto) == len(space),
                                                       "auto": sorted(auto)})
+    finished_before = sum(t.state in (State.COMPLETE, State.PRUNED) for t in study.trials)
+    to_run = max(trials - finished_before, 0) if resume else trials
 
     def objective(trial) -> float:
+        trial.set_user_attr("pid", os.getpid())  # a later run fails this trial if the process dies mid-trial
         left_to_rule = set(trial.user_attrs.get("auto", ()))
         params = {**fixed, **{name: s.suggest(trial, name) for name, s in space.items() if name not in left_to_rule}}
         gaps, speedups = [], []
@@ -191,16 +207,19 @@ def tune(
         trial.set_user_attr("speedup", sum(speedups) / len(speedups))
         return sum(gaps) / len(gaps)
 
-    bar = tqdm(total=trials, desc=f"tune {method}", unit="trial", disable=not show_progress(progress))
+    bar = tqdm(total=to_run, desc=f"tune {method}", unit="trial", disable=not show_progress(progress))
 
     def tick(study_, trial) -> None:
         bar.update(1)
         if study_.best_trials:
             bar.set_postfix(best=f"{study_.best_value:.4f}")
 
-    say(f"tuning {method}: {trials} trials over {len(cases)} split(s), tuning seed {seed}, space {sorted(space)}")
+    resumed = f" ({finished_before} finished already)" if resume else ""
+    say(f"tuning {method}: {to_run} trials{resumed} over {len(cases)} split(s), tuning seed {seed}, space "
+        f"{sorted(space)}")
     try:
-        study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[tick], catch=())
+        if to_run:
+            study.optimize(objective, n_trials=to_run, timeout=timeout, callbacks=[tick], catch=())
     finally:
         bar.close()
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -224,6 +243,22 @@ def tune(
                       default_value=None if default_trial is None else float(default_trial.value), trials=len(done),
                       failed=len(failed), tuning_seed=seed, splits=[c["name"] for c in cases], overlay_path=path,
                       overlay=text)
+
+
+def _fail_stale_trials(study) -> int:
+    """Mark failed every running trial whose process is gone (a run killed mid-trial); returns how many.
+
+    Each trial records its process id first thing; a running trial without one was killed before that line.
+    """
+    import optuna
+
+    stale = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        pid = trial.user_attrs.get("pid")
+        if pid is None or not files.process_alive(int(pid)):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            stale += 1
+    return stale
 
 
 def _cases(config: BenchConfig, seed: int, models_dir: Path, device, say: Callable[[str], None]) -> list[dict]:

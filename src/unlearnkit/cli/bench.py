@@ -261,13 +261,17 @@ def tune(
     timeout: Annotated[float | None, typer.Option("--timeout", help="Start no trial after this many seconds.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --write file (the default overlay "
                                         "in --out follows its study without it).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: count the study's "
+                                         "finished trials toward --trials and run only the missing ones.")] = False,
     device: DeviceOpt = "auto",
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tune a method's hyperparameters with Optuna: minimise the gap to retraining on a tuning split.
 
-    Writes the best parameters as a TOML overlay that `unlearn bench CONFIG --overlay FILE` accepts.
+    Writes the best parameters as a TOML overlay that `unlearn bench CONFIG --overlay FILE` accepts. Every finished
+    trial is in OUT/tune.db at once; after a kill, the same command with --resume ends with --trials finished
+    trials (a trial the kill cut short is marked failed and not counted).
     """
     import shlex
     import sys
@@ -280,7 +284,7 @@ def tune(
     command = "unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = run_tune(config, method, trials, directory, tuning_seed=seed, overlay_path=write, timeout=timeout,
                       device=device, progress=progress, on_step=None if as_json else status, command=command,
-                      force=force)
+                      force=force, resume=resume)
     if as_json:
         return emit_json(result.to_json())
     default = "not tried" if result.default_value is None else f"{result.default_value:.4f}"

@@ -137,7 +137,8 @@ def train(
     sisa: Annotated[str | None, typer.Option(
         "--sisa", help="Train a SISA ensemble, e.g. shards=5,slices=3; optional keys, comma-joined: "
         "aggregate=vote|softmax, by=ids|subjects, threads=N. Slice weights go to OUT.sisa/ (forget with "
-        "--method sisa).")] = None,
+        "--method sisa); while training, finished slice steps go to OUT.sisa.partial/, and the same command run "
+        "again after a kill continues from them.")] = None,
     executor: Annotated[str, typer.Option(
         "--executor", help="With --sisa: local, or ray (one Ray task per shard).")] = "local",
     ray_address: Annotated[str | None, typer.Option(
@@ -147,7 +148,9 @@ def train(
 ) -> None:
     """Train a model and save it as a checkpoint (weights + JSON sidecar with data and recipe)."""
     from unlearnkit.exact.sisa import sisa_dir, sisa_state
+    from unlearnkit.exact.sisa_io import progress_dir
     from unlearnkit.exact.updates import summary_bytes
+    from unlearnkit.files import remove_tree
     from unlearnkit.runs import check_train_options, refuse_overwrite, save_model, train_model
     from unlearnkit.train import accuracy_on
 
@@ -165,11 +168,14 @@ def train(
     if not as_json:
         shards = "" if sisa_spec is None else f" as {sisa_spec.shards} SISA shards x {sisa_spec.slices} slices"
         status(f"training {name} on {dataset} ({len(bundle.train)} samples, {config.epochs} epochs){shards}")
+    partial = None if sisa_spec is None else progress_dir(out)
     trained = train_model(bundle, name, config, model_kwargs=head_kwargs, device=device, progress=progress,
                           record_updates=out if record_updates else None, record_dtype=record_dtype or "float32",
                           sisa=sisa_spec, executor=executor, ray_address=ray_address, features_from=features_from,
-                          on_warning=warn)
+                          on_warning=warn, sisa_progress=partial)
     sidecar = save_model(out, trained.model, trained.meta)
+    if partial is not None:
+        remove_tree(partial)  # the saved checkpoint holds every slice step now
     summary = {
         "checkpoint": str(sidecar.with_suffix("")), "dataset": dataset, "model": name,
         "train_accuracy": round(accuracy_on(trained.model, bundle.train), 6),

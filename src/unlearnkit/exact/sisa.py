@@ -33,8 +33,9 @@ From the shell:
 from __future__ import annotations
 
 import hashlib
+import json
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -49,11 +50,14 @@ from unlearnkit.exact.sisa_io import (  # noqa: F401  (FORMAT, VERSION, sisa_dir
     FORMAT,
     INDEX,
     VERSION,
+    open_progress,
     read_sisa_index,
     read_slice,
+    read_steps,
     sisa_dir,
     slice_file,
     write_sisa_files,
+    write_step,
 )
 from unlearnkit.models import build_model, read_sidecar
 from unlearnkit.models.architectures import AGGREGATES, ShardEnsemble
@@ -217,6 +221,7 @@ class ShardJob:
     slice_of: torch.Tensor
     start: int = 0
     start_state: dict[str, torch.Tensor] | None = None
+    save_dir: str | None = None  # write each finished step's weights there (sisa_io.write_step), for a resume
 
 
 def train_shard(job: ShardJob, device: str | torch.device | None = None,
@@ -240,6 +245,8 @@ def train_shard(job: ShardJob, device: str | torch.device | None = None,
                 fit(model, data, job.config.with_(seed=step_seed(job.seed, job.shard, step)), device=device,
                     progress=progress, description=f"shard {job.shard} slice {step + 1}/{job.slices}")
             states.append({k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()})
+            if job.save_dir is not None:
+                write_step(job.save_dir, job.shard, step, states[-1])
         return states
     finally:
         torch.set_num_threads(previous)
@@ -336,11 +343,19 @@ def train_sisa(
     progress: bool | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    progress_dir: str | Path | None = None,
+    on_resume: Callable[[str], None] | None = None,
 ) -> nn.Module:
     """Train a SISA ensemble of ``member`` models on ``train``; the seed is ``config.seed``.
 
     Returns the ensemble (an ``nn.Module`` predicting by ``spec.aggregate``); :func:`sisa_state` gives its
     record, which :func:`save_sisa` (or ``runs.save_model``) writes beside a checkpoint.
+
+    ``progress_dir``: write every finished slice step's weights there and, when it already holds steps of the
+    same training (same data, plan, member and recipe), start each shard after its last saved step. Every step
+    trains from the previous step's weights with its own seeded optimizer, so a resumed ensemble equals an
+    uninterrupted one. ``on_resume`` hears how many steps were reused. The caller removes the folder once the
+    ensemble is saved.
 
     Example:
         >>> from unlearnkit.data import load_dataset
@@ -354,8 +369,25 @@ def train_sisa(
     build_model(member, train.spec, **kwargs)  # an unknown member or kwargs fail here, before any training
     assignment = assign(train, spec, config.seed)
     state = SisaState(spec, config.seed, member, kwargs, train.spec, config, assignment, states=[])
-    jobs = [state.job(k, train) for k in range(spec.shards)]
-    state.states = run_shards(jobs, executor=executor, ray_address=ray_address, device=device, progress=progress)
+    if progress_dir is None:
+        jobs = [state.job(k, train) for k in range(spec.shards)]
+        state.states = run_shards(jobs, executor=executor, ray_address=ray_address, device=device, progress=progress)
+        return ensemble(state, device)
+    folder = Path(progress_dir)
+    key = hashlib.sha256(json.dumps({
+        "spec": spec.to_dict(), "seed": config.seed, "member": member, "member_kwargs": kwargs,
+        "data": train.fingerprint(), "train_config": config.to_dict(),
+    }, sort_keys=True, default=str).encode()).hexdigest()
+    open_progress(folder, key, f"{spec.shards} shards x {spec.slices} slices of {member}, seed {config.seed}")
+    state.states = [read_steps(folder, k, spec.slices) for k in range(spec.shards)]
+    reused = sum(len(steps) for steps in state.states)
+    if reused and on_resume is not None:
+        on_resume(f"continuing from {reused} of {spec.shards * spec.slices} slice steps saved in {folder}")
+    jobs = [replace(state.job(k, train, start=len(steps)), save_dir=str(folder))
+            for k, steps in enumerate(state.states) if len(steps) < spec.slices]
+    for job, steps in zip(jobs, run_shards(jobs, executor=executor, ray_address=ray_address, device=device,
+                                           progress=progress), strict=True):
+        state.states[job.shard] = state.states[job.shard] + steps
     return ensemble(state, device)
 
 

@@ -104,3 +104,65 @@ def read_slice(folder: Path, doc: dict, shard: int, step: int) -> dict[str, torc
         return load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read SISA slice file {file} ({exc}); restore it") from exc
+
+
+# --- training progress: the slice steps finished so far, for a rerun after a kill ------------------------------
+PLAN = "plan.json"
+
+
+def progress_dir(path: str | Path) -> Path:
+    """``runs/x`` -> ``runs/x.sisa.partial``: while ``unlearn train --sisa --out runs/x`` runs, every finished slice
+    step's weights are written there, so a rerun of the same command after a kill continues from them. It is
+    removed once the checkpoint is saved."""
+    return Path(f"{path}.sisa.partial")
+
+
+def step_file(folder: Path, shard: int, step: int) -> Path:
+    return folder / f"shard-{shard}" / f"step-{step + 1}.safetensors"
+
+
+def open_progress(folder: Path, key: str, describe: str) -> None:
+    """Create ``folder`` for the training run ``key`` (a digest of everything that decides the weights), or check
+    that the one there belongs to the same run.
+
+    Raises:
+        ConfigError: the folder holds the steps of another training run (other data, plan, member or recipe).
+    """
+    from unlearnkit.errors import ConfigError
+
+    plan = folder / PLAN
+    if plan.is_file():
+        try:
+            saved = json.loads(plan.read_text()).get("key")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            saved = None
+        if saved == key:
+            return
+        raise ConfigError(f"{folder} holds the finished slice steps of another SISA training (other data, --sisa "
+                          f"plan, model or recipe than {describe}); rerun the command that started it to continue "
+                          f"it, or delete {folder} to start this one")
+    folder.mkdir(parents=True, exist_ok=True)
+    files.write_json_atomic(plan, {"format": FORMAT, "key": key, "run": describe}, force=True)
+
+
+def write_step(folder: str | Path, shard: int, step: int, weights: dict[str, torch.Tensor]) -> None:
+    """Save member ``shard``'s weights after slice step ``step`` (atomically: a kill leaves the step whole or
+    absent)."""
+    file = step_file(Path(folder), shard, step)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    blob = safetensors_bytes({n: t.contiguous() for n, t in weights.items()}, metadata={"format": FORMAT})
+    files.write_bytes_atomic(file, blob, force=True)
+
+
+def read_steps(folder: Path, shard: int, slices: int) -> list[dict[str, torch.Tensor]]:
+    """The finished steps 0..r of member ``shard`` (the longest readable run from step 0; may be empty)."""
+    steps = []
+    for step in range(slices):
+        file = step_file(folder, shard, step)
+        if not file.is_file():
+            break
+        try:
+            steps.append(load_file(str(file)))
+        except (SafetensorError, OSError, ValueError):  # damaged outside unlearnkit: train this step again
+            break
+    return steps

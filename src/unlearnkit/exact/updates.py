@@ -123,6 +123,7 @@ class UpdateRecorder:
         self._ids: list[torch.Tensor] = []
         self._steps = 0
         self.partial.parent.mkdir(parents=True, exist_ok=True)
+        files.sweep_stale(self.directory)  # the partial log of a killed run
         self.partial.mkdir()
 
     def _snapshot(self, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -365,6 +365,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) ->
     target = weights if in_use != weights else files.fresh_path(weights)
     doc["weights"]["file"] = target.name
     files.write_bytes_atomic(target, blob, force=True)
+    files.crash_point("checkpoint")  # weights written, sidecar not yet: the crash tests stop here
     files.write_json_atomic(sidecar, doc, force=True)  # the commit
     if target != weights:
         files.replace(target, weights)
