@@ -159,6 +159,65 @@ def test_interrupted_run_keeps_finished_cells_and_resume_matches_a_clean_run(tmp
         assert got[key] == clean[key]
 
 
+def _interrupt_at(monkeypatch, call: int):
+    """Make the runner's n-th unlearn call raise KeyboardInterrupt (that cell is in flight); returns the undo."""
+    real_unlearn = runner.unlearn
+    calls = {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real_unlearn(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "unlearn", interrupting)
+    return lambda: monkeypatch.setattr(runner, "unlearn", real_unlearn)
+
+
+def test_resume_mid_split_with_a_metric_finds_its_reference(tmp_path, monkeypatch):
+    """Regression (crash-safety issue): with an optional metric in the config, the lookup of a split's finished
+    retrain cell built its key without the metric, so a run interrupted after the retrain cell and before the
+    split's last cell could never be resumed. One key function now serves the planner, the store and the lookup."""
+    config = parse_config(with_(bench__seeds=[0], bench__metrics={"neurips": {"models": 2}},
+                                datasets__forget=["class:3"]))
+    cells = plan(config)
+    assert all(c.reference.key == cells[0].key for c in cells)  # the retrain cell, metrics included
+    clean = _reports(run_bench(config, tmp_path / "clean", device="cpu", progress=False).store)
+    undo = _interrupt_at(monkeypatch, 3)  # retrain and one method finished; the third cell is in flight
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(config, tmp_path / "cut", device="cpu", progress=False)
+    undo()
+    resumed = run_bench(config, tmp_path / "cut", resume=True, device="cpu", progress=False)
+    assert (resumed.ran, resumed.skipped) == (2, 2)
+    assert _reports(resumed.store) == clean
+
+
+def test_resume_retrains_only_a_missing_or_damaged_reference(tmp_path, monkeypatch):
+    """A finished split whose reference checkpoint is gone or damaged is not a reason to throw the run away: the
+    resume retrains that reference alone (same seed, same model) and the remaining cells match a clean run."""
+    from unlearnkit.models.checkpoint import checkpoint_paths
+
+    config = parse_config(with_(bench__seeds=[0], datasets__forget=["class:3", "random:0.1"]))
+    clean = _reports(run_bench(config, tmp_path / "clean", device="cpu", progress=False).store)
+    for damage in ("delete", "corrupt"):
+        out = tmp_path / damage
+        undo = _interrupt_at(monkeypatch, 2)  # the first split's retrain cell finished; the second cell in flight
+        with pytest.raises(KeyboardInterrupt):
+            run_bench(config, out, device="cpu", progress=False)
+        undo()
+        (reference,) = [p for p in (out / "models").glob("retrain-*.json")]
+        weights, _ = checkpoint_paths(reference.with_suffix(""))
+        if damage == "delete":
+            weights.unlink()
+            reference.unlink()
+        else:
+            weights.write_bytes(weights.read_bytes()[:100])
+        said = []
+        resumed = run_bench(config, out, resume=True, device="cpu", progress=False, on_step=said.append)
+        assert any("retraining only it" in line for line in said), said
+        assert _reports(resumed.store) == clean, damage
+
+
 def test_bad_db_url(tmp_path):
     with pytest.raises(ConfigError, match="cannot open the result store"):
         run_bench(parse_config(TINY), tmp_path, db="nosuchdialect://x", progress=False)

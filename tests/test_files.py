@@ -283,3 +283,55 @@ def test_loader_ignores_temporary_and_foreign_names(tmp_path, digits_data):
     (tmp_path / "b.safetensors").write_bytes(b"garbage")
     with pytest.raises(Exception, match=r"b.safetensors does not match b.json"):
         load_checkpoint(tmp_path / "b")
+
+
+# --- what a killed writer leaves: swept by the next write of the same target ------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def test_next_write_sweeps_what_a_killed_writer_left(tmp_path):
+    """A temporary file (or a folder caught mid-delete) of a process that is gone is removed by the next write of
+    the same target; a live writer's, other targets' and foreign files stay."""
+    import os
+
+    dead, live = _dead_pid(), os.getpid()
+    target = tmp_path / "result.json"
+    stale = [tmp_path / f".result.json.tmp-{dead}-0badc0de", tmp_path / f"result.json.old-{dead}-0badc0de"]
+    stale[0].write_bytes(b"half")
+    stale[1].mkdir()
+    (stale[1] / "x").write_bytes(b"x")
+    kept = [tmp_path / f".result.json.tmp-{live}-0badc0de",  # a live writer (here: this process's own)
+            tmp_path / f".other.json.tmp-{dead}-0badc0de",  # another target: swept when that one is written
+            tmp_path / ".result.json.tmp-notapid",  # not a name unlearnkit makes
+            tmp_path / "result.json.new-0badc0de"]  # a staged side folder: checkpoints own those
+    for path in kept:
+        path.write_bytes(b"keep")
+    files.write_json_atomic(target, {"a": 1}, force=False)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert files.temp_path(target).name.startswith(f".result.json.tmp-{live}-")
+
+
+def test_crash_point_kills_the_process_on_the_chosen_pass(tmp_path):
+    """UNLEARNKIT_CRASH_AT=write:2 SIGKILLs a process on its second atomic write, between the temporary file and
+    the rename: the first target is whole, the second absent (its temporary file left for the next write)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = ("from unlearnkit import files; import sys, pathlib; d = pathlib.Path(sys.argv[1]); "
+            "[files.write_text_atomic(d / f'f{i}', 'x' * 1000, force=True) for i in range(3)]")
+    env = {**os.environ, files.CRASH_ENV: "write:2"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert (tmp_path / "f0").read_text() == "x" * 1000 and not (tmp_path / "f1").exists()
+    assert [p.name.split("-")[0] for p in tmp_path.glob(".f1.tmp-*")] == [".f1.tmp"]
+    env[files.CRASH_ENV] = "store:1"  # another point: this code never passes it
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env).returncode == 0
+    assert not list(tmp_path.glob(".*.tmp-*"))  # the rerun's writes swept the dead process's temporary file

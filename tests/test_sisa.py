@@ -333,3 +333,39 @@ def test_cli_forget_refuses_non_sisa_checkpoint(capsys, tmp_path):
     line = fails(capsys, "forget", "--checkpoint", str(tmp_path / "plain"), "--forget", "ids:1", "--method",
                  "finetune", "--executor", "ray", "--out", str(tmp_path / "f"), "--device", "cpu")
     assert "method 'finetune' has no parameter(s) ['executor']" in line
+
+
+# --- resuming an interrupted training from the saved slice steps ------------------------------------------------
+def test_training_continues_from_saved_steps_and_equals_an_uninterrupted_run(tmp_path, digits):
+    """Every finished slice step is saved to the progress folder; a rerun after a kill (here: some step files
+    removed, as if the kill came before them) reuses the steps still there, trains the rest, and ends with the
+    very same weights at every step."""
+    from unlearnkit.exact.sisa_io import step_file
+
+    clean = train_sisa(digits.train, "mlp", RECIPE, "shards=3,slices=3", member_kwargs=SMALL, progress=False)
+    folder = tmp_path / "m.sisa.partial"
+    first = train_sisa(digits.train, "mlp", RECIPE, "shards=3,slices=3", member_kwargs=SMALL, progress=False,
+                       progress_dir=folder)
+    assert same_sisa(first, clean)
+    assert sorted(p.name for p in folder.rglob("step-*.safetensors")) == sorted(
+        [f"step-{r}.safetensors" for r in (1, 2, 3)] * 3)
+    step_file(folder, 0, 2).unlink()  # shard 0 lost its last step, shard 1 all but the first, shard 2 everything
+    step_file(folder, 1, 1).unlink()
+    step_file(folder, 1, 2).unlink()
+    for r in range(3):
+        step_file(folder, 2, r).unlink()
+    heard = []
+    resumed = train_sisa(digits.train, "mlp", RECIPE, "shards=3,slices=3", member_kwargs=SMALL, progress=False,
+                         progress_dir=folder, on_resume=heard.append)
+    assert heard == [f"continuing from 3 of 9 slice steps saved in {folder}"]
+    assert same_sisa(resumed, clean)
+    with pytest.raises(ConfigError, match=r"holds the finished slice steps of another SISA training .*rerun the "
+                                          r"command that started it to continue it, or delete .* to start this one"):
+        train_sisa(digits.train, "mlp", RECIPE.with_(seed=4), "shards=3,slices=3", member_kwargs=SMALL,
+                   progress=False, progress_dir=folder)
+
+
+def test_cli_train_removes_the_progress_folder_once_saved(tmp_path):
+    out = tmp_path / "m"
+    invoke_json("train", "--dataset", "digits", "--epochs", "1", "--sisa", "shards=2,slices=2", "--out", str(out))
+    assert (tmp_path / "m.sisa").is_dir() and not (tmp_path / "m.sisa.partial").exists()

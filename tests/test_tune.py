@@ -231,3 +231,55 @@ def test_corrupt_reference_time_is_named(tmp_path):
     seconds.write_text("garbage")
     with pytest.raises(ConfigError, match=r"bad reference time in .*\.seconds; delete it to retrain the reference"):
         tune(config, "finetune", 1, tmp_path, progress=False)
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(proc.stdout)
+
+
+def test_resume_fails_trials_of_a_killed_run_and_reaches_the_requested_count(tmp_path):
+    """A run killed mid-trial leaves that trial RUNNING in tune.db. The next run marks it failed (its process is
+    gone), never counts it, and with resume=True runs only what is missing to reach --trials finished trials."""
+    config = parse_config(TINY)
+    out = tmp_path / "t"
+    tune(config, "finetune", 2, out, progress=False)
+    storage = f"sqlite:///{out / 'tune.db'}"
+    study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=storage)
+    killed = study.ask()
+    killed.set_user_attr("pid", _dead_pid())
+    study.ask()  # killed before its first line recorded a pid
+    live = study.ask()
+    live.set_user_attr("pid", __import__("os").getpid())  # a live process's trial is left alone
+    result = tune(config, "finetune", 4, out, progress=False, resume=True)
+    study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states[2:4] == [TrialState.FAIL, TrialState.FAIL] and states[4] == TrialState.RUNNING
+    assert result.trials == 4 and sum(s == TrialState.COMPLETE for s in states) == 4  # 2 + the 2 missing
+    again = tune(config, "finetune", 4, out, progress=False, resume=True)  # nothing missing: no new trial
+    assert again.trials == 4 and len(optuna.load_study(study_name="tiny:finetune:seed1001",
+                                                       storage=storage).trials) == len(states)
+
+
+def test_defaults_trial_lost_to_a_kill_is_queued_again(tmp_path):
+    """If the kill hit trial 0 (the defaults, queued with the "auto" attribute), the resumed study runs the defaults
+    again, exactly once. The killed state is made as a killed run leaves it: trial 0 taken from the queue, RUNNING,
+    its process gone before it recorded a pid."""
+    config = parse_config(TINY)
+    out = tmp_path / "t"
+    out.mkdir()
+    storage = f"sqlite:///{(out / 'tune.db').resolve()}"
+    study = optuna.create_study(study_name="tiny:finetune:seed1001", storage=storage, direction="minimize")
+    study.enqueue_trial({"epochs": 2, "lr_scale": 1.0}, user_attrs={"defaults": True, "auto": []})
+    assert study.ask().number == 0  # now RUNNING, as the kill left it
+    result = tune(config, "finetune", 3, out, progress=False, resume=True)
+    study = optuna.load_study(study_name="tiny:finetune:seed1001", storage=storage)
+    assert study.trials[0].state == TrialState.FAIL
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert result.trials == 3 and len(finished) == 3
+    assert [t.params for t in finished if "auto" in t.user_attrs] == [{"epochs": 2, "lr_scale": 1.0}]
+    assert result.default_value is not None
