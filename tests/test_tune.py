@@ -224,13 +224,23 @@ def test_cli_tune_then_bench_with_the_overlay(tmp_path, capsys):
     assert json.loads(res.output)["trials"] == 3
 
 
-def test_corrupt_reference_time_is_named(tmp_path):
+def test_damaged_reference_is_retrained_alone_and_the_study_kept(tmp_path):
+    """A damaged time file or reference checkpoint is said and only that reference is retrained (same seed, same
+    model): the study's trials stay, and the defaults trial is not run again."""
+    from unlearnkit.models.checkpoint import checkpoint_paths
+
     config = parse_config(TINY)
-    tune(config, "finetune", 1, tmp_path, progress=False)
-    seconds = next((tmp_path / "models").glob("tune-retrain-*.seconds"))
-    seconds.write_text("garbage")
-    with pytest.raises(ConfigError, match=r"bad reference time in .*\.seconds; delete it to retrain the reference"):
-        tune(config, "finetune", 1, tmp_path, progress=False)
+    first = tune(config, "finetune", 1, tmp_path, progress=False)
+    seconds = sorted((tmp_path / "models").glob("tune-retrain-*.seconds"))
+    seconds[0].write_text("garbage")
+    weights, _ = checkpoint_paths(seconds[1].with_suffix(""))
+    weights.write_bytes(weights.read_bytes()[:50])
+    said = []
+    again = tune(config, "finetune", 2, tmp_path, progress=False, resume=True, on_step=said.append)
+    assert any(line.startswith("bad reference time in ") and line.endswith("retraining only that reference")
+               for line in said), said
+    assert any("is unreadable" in line and line.endswith("retraining only it") for line in said), said
+    assert again.trials == 2 and again.default_value == first.default_value  # same references, same objective
 
 
 def _dead_pid() -> int:

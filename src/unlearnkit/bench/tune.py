@@ -34,7 +34,7 @@ from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.bench.config import BenchConfig
 from unlearnkit.bench.runner import original_model, short_digest
 from unlearnkit.data import select
-from unlearnkit.errors import ConfigError, UnlearnError
+from unlearnkit.errors import CheckpointError, ConfigError, UnlearnError
 from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import METHODS, get_method
 from unlearnkit.methods.space import Choice
@@ -271,9 +271,8 @@ def _cases(config: BenchConfig, seed: int, models_dir: Path, device, say: Callab
             split = select(shared["bundle"].train, spec, seed=seed)
             path = models_dir / f"tune-retrain-{short_digest(entry.key + spec)}-seed{seed}"
             seconds_file = path.with_suffix(".seconds")
-            if checkpoint_exists(path) and seconds_file.is_file():
-                model, seconds = load_checkpoint(path).model, _read_seconds(seconds_file)
-            else:
+            model, seconds = _saved_reference(path, seconds_file, say)
+            if model is None:
                 say(f"tuning reference: retrain on {entry.name} without {spec} (seed {seed})")
                 result = unlearn(shared["original"], split, "retrain", train_config=shared["config"], device=device,
                                  seed=seed, progress=False)
@@ -287,12 +286,20 @@ def _cases(config: BenchConfig, seed: int, models_dir: Path, device, say: Callab
     return cases
 
 
-def _read_seconds(path: Path) -> float:
-    """The retraining seconds saved beside a tuning reference (for the speedups), checked."""
+def _saved_reference(path: Path, seconds_file: Path, say: Callable[[str], None]):
+    """(model, retraining seconds) of a saved tuning reference, or (None, None) when there is none or it cannot be
+    used: a damaged checkpoint or time file is said, and only that reference is retrained (the study is kept)."""
+    if not (checkpoint_exists(path) and seconds_file.is_file()):
+        return None, None
     try:
-        seconds = float(path.read_text())
-    except ValueError:
+        seconds = float(seconds_file.read_text())
+    except (ValueError, OSError, UnicodeDecodeError):
         seconds = math.nan
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"bad reference time in {path}; delete it to retrain the reference")
-    return seconds
+        say(f"bad reference time in {seconds_file}; retraining only that reference")
+        return None, None
+    try:
+        return load_checkpoint(path).model, seconds
+    except CheckpointError as exc:
+        say(f"tuning reference {path.name} is unreadable ({exc}); retraining only it")
+        return None, None
