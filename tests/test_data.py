@@ -279,7 +279,8 @@ def test_train_size_keeps_a_fixed_subset(digits):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"name": "imagenet"}, r"unknown dataset 'imagenet'; choose one of: cifar10, digits, fashion-mnist"),
+        ({"name": "imagenet"}, r"unknown dataset 'imagenet'; choose one of: biased-tabular, cifar10, "
+                               r"colored-digits, colored-fashion-mnist, digits, fashion-mnist"),
         ({"subjects": 0}, r"--subjects must be at least 1, got 0"),
         ({"test_fraction": 1.0}, r"test fraction must lie in \(0, 1\), got 1.0"),
         ({"test_fraction": 0.0}, r"test fraction must lie in \(0, 1\)"),

@@ -1,6 +1,7 @@
 """Data options (``DataSource.options``, ``load_dataset(data_options=...)``, ``--data-option KEY=VALUE``).
 
-No shipped source declares options yet, so these tests use ``shifted-digits`` (tests/conftest.py): digits rolled
+The base sources declare no options (the biased sources do: tests/test_biased_data.py), so these tests use
+``shifted-digits`` (tests/conftest.py): digits rolled
 ``shift`` pixels right, with seeded noise, an optional flip and a pad mode, registered only for this module. They
 check validation and coercion, that a checkpoint rebuilds exactly the data it was trained on from its sidecar
 (through ``forget``, ``evaluate`` and ``neurips``), and that other options give other data everywhere data is
@@ -112,8 +113,8 @@ def test_a_source_declares_each_option_once():
         DataSource("twice", "", lambda: None, options=(SHIFT, SHIFT))
 
 
-def test_shipped_sources_take_no_options_and_keep_their_options_and_fingerprints():
-    assert all(s.options == () for name, s in SOURCES.items() if name != "shifted-digits")
+def test_base_sources_take_no_options_and_keep_their_options_and_fingerprints():
+    assert all(SOURCES[name].options == () for name in ("digits", "fashion-mnist", "mnist", "cifar10", "tabular"))
     assert check_data_options("digits", None) == {} == check_data_options("digits", {})
     bundle = load_dataset("digits")
     assert bundle.options == {"test_fraction": 0.2}  # no data_options key: old sidecars and bench keys unchanged

@@ -96,7 +96,7 @@ def test_build_model_leaves_global_rng_alone():
     [
         ("vit", DIGITS, {}, r"unknown model 'vit'; choose one of: cnn, linear, logistic, mlp, resnet18, sisa-ensemble"),
         ("mlp", DIGITS, {"depth": 3},
-         r"model 'mlp' has no parameter\(s\) \['depth'\]; its parameters: \['dropout', 'hidden'\]"),
+         r"model 'mlp' has no parameter\(s\) \['depth'\]; its parameters: \['dropout', 'erased', 'hidden'\]"),
         ("cnn", DIGITS, {"hidden": 8, "blocks": 2}, r"model 'cnn' has no parameter\(s\) \['blocks'\]"),
         ("cnn", DataSpec((64,), 10), {},
          r"the cnn needs image inputs \[C, H, W\] of at least 8x8, got \(64,\); use mlp"),
@@ -112,9 +112,9 @@ def test_build_model_errors(name, spec, kwargs, match):
 def test_registry_refuses_duplicates_and_lists_params():
     with pytest.raises(ValueError, match=r"model 'mlp' is already registered"):
         register_model("mlp", nn.Linear, "duplicate")
-    assert MODELS["mlp"].params() == {"hidden": (256, 128), "dropout": 0.0}
-    assert MODELS["cnn"].params() == {"width": 16, "hidden": 128}
-    assert MODELS["resnet18"].params() == {"width": 64}
+    assert MODELS["mlp"].params() == {"hidden": (256, 128), "dropout": 0.0, "erased": False}
+    assert MODELS["cnn"].params() == {"width": 16, "hidden": 128, "erased": False}
+    assert MODELS["resnet18"].params() == {"width": 64, "erased": False}
 
 
 # --- fresh_copy ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ enforces the order and the absence of import cycles):
     evaluation.py   ``evaluate(model, split, test, reference) -> Report``
     relearn.py      relearn time, a metric that trains; not in metrics/, whose modules never train or import
                     torch, so it sits beside evaluation.py, the one module that uses it
-    unlearning.py   ``unlearn(model, split, method) -> UnlearnResult``
+    unlearning.py   ``unlearn(model, split, method)`` and ``remove_attribute(model, data, attribute, method)``
     methods/        one file per method, registered by name
     exact/          SISA, certified removal for linear models, recorded updates (amnesiac)
     metrics/        pure functions on arrays
@@ -31,15 +31,15 @@ exports the functions ``unlearn`` and ``evaluate``, and a submodule of the same 
 from unlearnkit.data import DatasetBundle, ForgetSplit, IndexedDataset, load_dataset, select
 from unlearnkit.errors import UnlearnError
 from unlearnkit.evaluation import Report, evaluate
-from unlearnkit.methods import METHODS, Budget, Method, UnlearnTask, register
+from unlearnkit.methods import METHODS, AttributeTask, Budget, Method, UnlearnTask, register
 from unlearnkit.models import build_model, load_checkpoint, save_checkpoint
 from unlearnkit.train import TrainConfig, fit
-from unlearnkit.unlearning import UnlearnResult, unlearn
+from unlearnkit.unlearning import UnlearnResult, remove_attribute, unlearn
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "METHODS", "Budget", "DatasetBundle", "ForgetSplit", "IndexedDataset", "Method", "Report", "TrainConfig",
-    "UnlearnError", "UnlearnResult", "UnlearnTask", "build_model", "evaluate", "fit", "load_checkpoint",
-    "load_dataset", "register", "save_checkpoint", "select", "unlearn",
+    "METHODS", "AttributeTask", "Budget", "DatasetBundle", "ForgetSplit", "IndexedDataset", "Method", "Report",
+    "TrainConfig", "UnlearnError", "UnlearnResult", "UnlearnTask", "build_model", "evaluate", "fit",
+    "load_checkpoint", "load_dataset", "register", "remove_attribute", "save_checkpoint", "select", "unlearn",
 ]

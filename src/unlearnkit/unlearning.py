@@ -1,4 +1,6 @@
-"""``unlearn(model, split, method, **config) -> UnlearnResult``: the one entry point for forgetting.
+"""The entry points for forgetting: ``unlearn(model, split, method, **config)`` removes samples and
+``remove_attribute(model, data, attribute, method, **config)`` removes an attribute's influence; both return an
+``UnlearnResult``.
 
 The input model is never mutated; the result holds a new ``nn.Module`` of the same architecture.
 
@@ -21,16 +23,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unlearnkit.data.dataset import IndexedDataset
+from unlearnkit.data.dataset import DatasetBundle, IndexedDataset
 from unlearnkit.data.select import ForgetSplit
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError
-from unlearnkit.methods import Budget, Method, UnlearnTask, get_method
+from unlearnkit.methods import AttributeTask, Budget, Method, UnlearnTask, get_method
 from unlearnkit.train import TrainConfig
 
-# Why unlearn() refuses a method of another kind, and what runs it instead.
+# Why an entry point refuses a method of another kind, and what runs it instead.
 KIND_ADVICE = {
     "attribute": "this method removes an attribute, not samples; use remove_attribute() for it, not unlearn()",
+    "samples": "this method removes samples, not an attribute; use unlearn() with a forget split for it",
 }
 
 
@@ -56,6 +59,19 @@ class UnlearnResult:
             "n_forget": len(split.forget),
             "forget_ids": [int(i) for i in split.forget.ids],
             "forget_ids_sha256": split.ids_digest(),
+            "seconds": round(self.seconds, 4),
+            "notes": self.notes,
+            **({"info": self.info} if self.info else {}),
+        }
+
+    def attribute_history_entry(self, attribute: str, n_train: int) -> dict:
+        """The record a checkpoint's history keeps for an attribute removal."""
+        return {
+            "method": self.method,
+            "config": self.config,
+            "attribute": attribute,
+            "seed": self.seed,
+            "n_train": n_train,
             "seconds": round(self.seconds, 4),
             "notes": self.notes,
             **({"info": self.info} if self.info else {}),
@@ -130,3 +146,83 @@ def unlearn(
         model=new_model.eval(), method=instance.name, config=instance.resolved_config(), seconds=seconds,
         seed=seed, notes=list(task.notes), info=dict(task.info),
     )
+
+
+def remove_attribute(
+    model: nn.Module,
+    data: DatasetBundle | IndexedDataset,
+    attribute: str,
+    method: str | Method,
+    *,
+    train_config: TrainConfig | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    budget: Budget | None = None,
+    val: IndexedDataset | None = None,
+    progress: bool | None = None,
+    checkpoint: str | Path | None = None,
+    **config,
+) -> UnlearnResult:
+    """Remove the influence of ``attribute`` (a sensitive attribute or a spurious feature) from ``model``.
+
+    Args:
+        model: the trained classifier; left untouched. Its penultimate features are the input of its output
+            layer (a final ``nn.Linear``, named ``classifier`` in every registered architecture).
+        data: the data the model was trained on, with ``attributes[attribute]``: a ``DatasetBundle`` (its
+            ``train`` and, when present, ``val``) or its training ``IndexedDataset``.
+        attribute: the attribute's name (e.g. ``"color"``).
+        method: a registered method of kind "attribute" (``unlearn methods``) or a configured instance.
+        train_config: the recipe the model was trained with (``retrain-balanced`` reuses it; others take their
+            optimizer and learning-rate scale from it). Defaults to ``TrainConfig()``.
+        val: held-out data from the training distribution with the attribute (default: ``data.val``); methods
+            use it for calibration, and ``dfr`` trains its head on a group-balanced subset of it.
+        Other arguments as in :func:`unlearn`.
+
+    Raises:
+        ConfigError: the data lacks the attribute, the attribute takes a single value, or the method is not of
+            kind "attribute".
+    """
+    train = data.train if isinstance(data, DatasetBundle) else data
+    if val is None and isinstance(data, DatasetBundle):
+        val = data.val
+    if isinstance(method, Method):
+        if config:
+            raise ConfigError("pass hyperparameters either in the Method instance or as keywords, not both")
+        instance = method
+    else:
+        instance = get_method(method)(**config)
+    if instance.kind != "attribute":
+        advice = KIND_ADVICE.get(instance.kind, "remove_attribute() runs only methods of kind 'attribute'")
+        raise ConfigError(f"method {instance.name!r} is of kind {instance.kind!r}: {advice}")
+    check_attribute(train, attribute)
+    if val is not None and attribute not in val.attributes:
+        raise ConfigError(f"the validation data has no attribute {attribute!r}; pass val data with it, or none")
+    dev = resolve_device(device)
+    task = AttributeTask(model=model, train=train, attribute=attribute, train_config=train_config or TrainConfig(),
+                         device=dev, seed=seed, budget=budget, val=val, progress=progress,
+                         checkpoint=None if checkpoint is None else Path(checkpoint))
+    original_mode = model.training
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        new_model = instance.run(task)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - start
+    model.train(original_mode)
+    if new_model is model:
+        raise RuntimeError(f"method {instance.name!r} returned the input model; methods must work on a copy")
+    return UnlearnResult(
+        model=new_model.eval(), method=instance.name, config=instance.resolved_config(), seconds=seconds,
+        seed=seed, notes=list(task.notes), info=dict(task.info),
+    )
+
+
+def check_attribute(data: IndexedDataset, attribute: str) -> None:
+    """Refuse, in one line, an attribute ``data`` does not have or that takes a single value there."""
+    if attribute not in data.attributes:
+        have = ", ".join(sorted(data.attributes)) or "none"
+        raise ConfigError(f"the data has no attribute {attribute!r} (its attributes: {have}); choose one of them, "
+                          "or a dataset with attributes (`unlearn datasets`)")
+    if len(torch.unique(data.attributes[attribute])) < 2:
+        raise ConfigError(f"attribute {attribute!r} takes a single value on this data: there is nothing to remove")

@@ -1,5 +1,8 @@
-"""Data with identities: datasets, sources by name, forget-set selection."""
+"""Data with identities: datasets, sources by name (incl. derived sources with a bias attribute), forget-set
+selection."""
 
+# imported for its registrations: colored-digits, colored-fashion-mnist and biased-tabular join SOURCES
+from unlearnkit.data import biased  # noqa: F401
 from unlearnkit.data.dataset import DatasetBundle, DataSpec, IndexedDataset
 from unlearnkit.data.select import ForgetSplit, select
 from unlearnkit.data.sources import (

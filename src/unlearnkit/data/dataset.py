@@ -10,7 +10,7 @@ sensitive attribute) and ``tasks`` (name -> label tensor, for multi-task data).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -178,7 +178,12 @@ def _missing_message(
 
 @dataclass
 class DatasetBundle:
-    """The splits of one data source: ``train``, ``test`` and optionally ``val``."""
+    """The splits of one data source: ``train``, ``test`` and optionally ``val``.
+
+    ``counterfactual``, for sources that can re-render a sample with another attribute value (the biased sources),
+    is ``counterfactual(data, attribute, values) -> x``: the features of every row of ``data`` as they would be had
+    its attribute been ``values`` (one per row) and nothing else changed.
+    """
 
     train: IndexedDataset
     test: IndexedDataset
@@ -186,6 +191,8 @@ class DatasetBundle:
     options: dict = field(default_factory=dict)
     val: IndexedDataset | None = None
     class_names: list[str] | None = None
+    counterfactual: Callable[[IndexedDataset, str, torch.Tensor], torch.Tensor] | None = field(
+        default=None, repr=False, compare=False)
 
     @property
     def spec(self) -> DataSpec:

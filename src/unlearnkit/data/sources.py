@@ -10,10 +10,18 @@ directory, and a missing directory is an error that says how to obtain the files
     cifar10         the python-pickle batches (cifar-10-batches-py) from --data-dir
     tabular         a CSV or Parquet file: --label, optional --id-column / --subject-column
 
+Derived sources with a bias attribute (unlearnkit.data.biased, registered when ``unlearnkit.data`` is imported):
+
+    colored-digits          digits coloured by class with probability rho (attribute ``color``), with a val split
+    colored-fashion-mnist   the same on Fashion-MNIST (28x28)
+    biased-tabular          synthetic features and a binary ``sensitive`` attribute that agrees with the label
+
 A source may declare options (:class:`DataOption`: name, type, default, help, valid range or choices), set with
 ``load_dataset(name, data_options={...})`` or ``--data-option KEY=VALUE``. :func:`check_data_options` validates and
 coerces them against the declarations and fills the defaults; the bundle records them in ``bundle.options`` so a
-checkpoint rebuilds exactly the same data. No shipped source declares options yet; derived sources will.
+checkpoint rebuilds exactly the same data. The derived sources above declare options (rho, seed, ...); the base
+sources declare none. A source also declares the names of the per-sample attributes its splits carry
+(``DataSource.attributes``), so ``unlearn datasets`` can list them before any data is loaded.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import torch
 
 from unlearnkit.data.dataset import DatasetBundle, IndexedDataset
 from unlearnkit.errors import ConfigError, DataError
+from unlearnkit.params import CLOSED
 from unlearnkit.registry import Registry
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -54,7 +63,8 @@ _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 class DataOption:
     """One option a data source declares: its type, default, a one-line help and the values it accepts.
 
-    ``low``/``high`` bound an int or float option (inclusive; NaN and infinities lie outside every range),
+    ``low``/``high`` bound an int or float option (inclusive unless ``closed`` says otherwise: "both", "left",
+    "right" or "neither", as in :class:`unlearnkit.params.Interval`; NaN and infinities lie outside every range),
     ``choices`` lists a str option's values. :meth:`coerce` turns a command-line string (or a TOML value of the
     declared type) into the declared type, or raises a one-line ConfigError naming the key, the value and what
     is valid.
@@ -71,8 +81,11 @@ class DataOption:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
+    closed: str = "both"  # which of low/high belong to the range: rho in (0, 1] is closed="right"
 
     def __post_init__(self) -> None:  # declarations are code: a bad one is a programming error
+        if self.closed not in CLOSED:
+            raise ValueError(f"data option {self.name!r}: closed must be one of {CLOSED}, not {self.closed!r}")
         if self.type not in OPTION_TYPES:
             raise ValueError(f"data option {self.name!r}: type must be one of int, float, str, bool, not {self.type}")
         if self.choices and self.type is not str:
@@ -85,19 +98,27 @@ class DataOption:
             raise ValueError(f"data option {self.name!r}: bad default ({exc})") from None
 
     def valid(self) -> str:
-        """What the option accepts, in words: 'an integer in [0, 7]', 'one of: wrap, zero', 'true or false'."""
+        """What the option accepts, in words: 'an integer in [0, 7]', 'a number in (0, 1]', 'one of: wrap, zero',
+        'true or false'."""
         if self.type is bool:
             return "true or false"
         if self.type is str:
             return f"one of: {', '.join(self.choices)}" if self.choices else "a string"
         kind = "an integer" if self.type is int else "a number"
+        low_in, high_in = self.closed in ("left", "both"), self.closed in ("right", "both")
         if self.low is not None and self.high is not None:
-            return f"{kind} in [{self.low:g}, {self.high:g}]"
+            return f"{kind} in {'[' if low_in else '('}{self.low:g}, {self.high:g}{']' if high_in else ')'}"
         if self.low is not None:
-            return f"{kind} >= {self.low:g}"
+            return f"{kind} {'>=' if low_in else '>'} {self.low:g}"
         if self.high is not None:
-            return f"{kind} <= {self.high:g}"
+            return f"{kind} {'<=' if high_in else '<'} {self.high:g}"
         return kind
+
+    def _in_range(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (value == self.low and self.closed in ("right", "neither"))):
+            return False
+        return self.high is None or not (
+            value > self.high or (value == self.high and self.closed in ("left", "neither")))
 
     def coerce(self, value: OptionValue) -> OptionValue:
         """``value`` (a string from the command line, or a value of the declared type) in the declared type."""
@@ -122,7 +143,7 @@ class DataOption:
             value = float(value)
             if not math.isfinite(value):
                 raise bad
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+        if not self._in_range(value):
             raise bad
         if self.choices and value not in self.choices:
             raise bad
@@ -143,6 +164,9 @@ class DataSource:
     default_model: str = "mlp"
     embedded: bool = False  # ships with a dependency: no directory needed
     options: tuple[DataOption, ...] = ()  # passed to the loader as keyword arguments (all of them, defaults filled)
+    # names of the per-sample attributes (IndexedDataset.attributes) every split of this source carries, declared
+    # so that listings and attribute removal can name them without loading the data; tabular's come from --attribute
+    attributes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [o.name for o in self.options]
@@ -317,7 +341,8 @@ def _standardize(train_x: torch.Tensor, *others: torch.Tensor) -> list[torch.Ten
     return [(t - mean) / std for t in (train_x, *others)]
 
 
-def _stratified_split(y: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(y: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted positions (kept, held out): ``test_fraction`` of each class held out, from the fixed SPLIT_SEED."""
     rng = np.random.default_rng(SPLIT_SEED)
     train_idx, test_idx = [], []
     for c in np.unique(y):
@@ -330,13 +355,21 @@ def _stratified_split(y: np.ndarray, test_fraction: float) -> tuple[np.ndarray, 
 
 # --- digits ---------------------------------------------------------------------------------------
 
-def _load_digits(test_fraction: float = 0.2) -> DatasetBundle:
+def digits_images(test_fraction: float = 0.2) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """The digits before standardisation: images ``[N, 8, 8]`` in [0, 1], labels, and the train and test row
+    indices of the fixed stratified split (a row's index is its sample id). Derived sources start from these."""
     from sklearn.datasets import load_digits
 
     raw = load_digits()
-    x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0  # [N, 1, 8, 8] in [0, 1]
+    x = torch.tensor(raw.images, dtype=torch.float32) / 16.0
     y = np.asarray(raw.target, dtype=np.int64)
-    train_idx, test_idx = _stratified_split(y, test_fraction)
+    train_idx, test_idx = stratified_split(y, test_fraction)
+    return x, y, train_idx, test_idx
+
+
+def _load_digits(test_fraction: float = 0.2) -> DatasetBundle:
+    x, y, train_idx, test_idx = digits_images(test_fraction)
+    x = x.unsqueeze(1)  # [N, 1, 8, 8]
     xtr, xte = _standardize(x[train_idx], x[test_idx])
     yt = torch.from_numpy(y)
     return DatasetBundle(
@@ -380,13 +413,20 @@ def _find(directory: Path, stem: str) -> Path:
     raise DataError(f"{stem}.gz not found in {directory}; the directory must hold the four IDX files")
 
 
-def _load_idx_dir(directory: Path, name: str, class_names: list[str] | None) -> DatasetBundle:
+def read_idx_dir(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four IDX files of an MNIST-style directory as raw uint8 arrays: train images and labels, test images
+    and labels (train sample i has id i, test sample j id n_train + j)."""
     xtr = read_idx(_find(directory, "train-images-idx3-ubyte"))
     ytr = read_idx(_find(directory, "train-labels-idx1-ubyte"))
     xte = read_idx(_find(directory, "t10k-images-idx3-ubyte"))
     yte = read_idx(_find(directory, "t10k-labels-idx1-ubyte"))
     if len(xtr) != len(ytr) or len(xte) != len(yte):
         raise DataError(f"image and label files in {directory} disagree in length; reinstall the files")
+    return xtr, ytr, xte, yte
+
+
+def _load_idx_dir(directory: Path, name: str, class_names: list[str] | None) -> DatasetBundle:
+    xtr, ytr, xte, yte = read_idx_dir(directory)
     to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)  # noqa: E731
     x_train, x_test = _standardize(to_x(xtr), to_x(xte))
     n_train = len(ytr)
@@ -507,7 +547,7 @@ def _load_tabular(
             f"id column {id_column!r} of {path!r} repeats ids (e.g. {dup}); every row needs its own id"
         )
     x = torch.tensor(features.to_numpy(dtype=np.float32))
-    train_idx, test_idx = _stratified_split(y, test_fraction)
+    train_idx, test_idx = stratified_split(y, test_fraction)
     mean = x[train_idx].mean(0)
     std = x[train_idx].std(0).clamp_min(1e-8)
     x = (x - mean) / std
@@ -524,7 +564,7 @@ def _load_tabular(
     return DatasetBundle(part(train_idx), part(test_idx), "tabular", class_names=[str(c) for c in classes])
 
 
-_FASHION_HOW = (
+FASHION_HOW = (
     "install it with `apt-get install -y dataset-fashion-mnist` (files land in "
     f"{FASHION_MNIST_DIR}) or pass --data-dir DIR holding the four *-ubyte.gz IDX files"
 )
@@ -539,7 +579,7 @@ register_source(DataSource(
 register_source(DataSource(
     "fashion-mnist", "Zalando's 28x28 clothing images, 60,000 train + 10,000 test (IDX files)",
     lambda d: _load_idx_dir(d, "fashion-mnist", FASHION_MNIST_CLASSES),
-    default_dir=FASHION_MNIST_DIR, how_to_get=_FASHION_HOW, default_model="cnn",
+    default_dir=FASHION_MNIST_DIR, how_to_get=FASHION_HOW, default_model="cnn",
 ))
 register_source(DataSource(
     "mnist", "28x28 handwritten digits, 60,000 train + 10,000 test (IDX files)",

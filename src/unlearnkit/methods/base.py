@@ -52,31 +52,10 @@ class Budget(Params):
     epochs: int | None = param(None, AT_LEAST_ONE)
 
 
-@dataclass
-class UnlearnTask:
-    """Everything a method receives. ``model`` is the original and must never be mutated:
-    methods start from :meth:`clone_model`.
-
-    ``holdout`` is optional data the model never trained on (the test or validation split); methods
-    may use it only for calibration (e.g. gradient ascent's early stop), never as training data.
-    """
-
-    model: nn.Module
-    split: ForgetSplit
-    train_config: TrainConfig
-    device: torch.device
-    seed: int = 0
-    budget: Budget | None = None
-    holdout: IndexedDataset | None = None
-    progress: bool | None = None
-    # The checkpoint the model was loaded from (without suffix), for methods that read what training saved
-    # beside it (SISA slices, recorded updates); None for a model built in memory.
-    checkpoint: Path | None = None
-    notes: list[str] = field(default_factory=list)
-    # Structured facts a method reports beside its model (e.g. SISA's retrained_shards); JSON-serialisable,
-    # copied to UnlearnResult.info, the CLI's --json and the checkpoint history.
-    info: dict = field(default_factory=dict)
-    _start: float = field(default_factory=time.perf_counter, repr=False)
+class TaskTools:
+    """What every task gives a method, whatever it removes (samples or an attribute): a trainable copy of the
+    original model, seeded generators, the budget's caps, and notes. Subclasses are dataclasses with the fields
+    ``model``, ``device``, ``seed``, ``budget``, ``notes`` and ``_start``."""
 
     def clone_model(self) -> nn.Module:
         """A trainable deep copy of the original model on the task's device."""
@@ -105,14 +84,80 @@ class UnlearnTask:
         self.note(f"stopped early: time budget of {self.budget.seconds:g}s spent")
         return True
 
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+
+@dataclass
+class UnlearnTask(TaskTools):
+    """Everything a method of kind "samples" receives. ``model`` is the original and must never be mutated:
+    methods start from :meth:`clone_model`.
+
+    ``holdout`` is optional data the model never trained on (the test or validation split); methods
+    may use it only for calibration (e.g. gradient ascent's early stop), never as training data.
+    """
+
+    model: nn.Module
+    split: ForgetSplit
+    train_config: TrainConfig
+    device: torch.device
+    seed: int = 0
+    budget: Budget | None = None
+    holdout: IndexedDataset | None = None
+    progress: bool | None = None
+    # The checkpoint the model was loaded from (without suffix), for methods that read what training saved
+    # beside it (SISA slices, recorded updates); None for a model built in memory.
+    checkpoint: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    # Structured facts a method reports beside its model (e.g. SISA's retrained_shards); JSON-serialisable,
+    # copied to UnlearnResult.info, the CLI's --json and the checkpoint history.
+    info: dict = field(default_factory=dict)
+    _start: float = field(default_factory=time.perf_counter, repr=False)
+
     def note_no_gain(self, why: str) -> None:
         """Note that on this split the method is not expected to end closer to retraining than the untouched
         original (the defaults suite measured so; docs/METHODS.md lists such cases), and why."""
         self.note(f"{why}: {NO_GAIN} on random or subject forgetting (defaults suite, docs/METHODS.md)")
 
-    def note(self, text: str) -> None:
-        if text not in self.notes:
-            self.notes.append(text)
+
+@dataclass
+class AttributeTask(TaskTools):
+    """Everything a method of kind "attribute" receives: the original model (never mutated), the data it was
+    trained on with the attribute to remove (``train.attributes[attribute]``), and the recipe.
+
+    ``val`` is optional held-out data from the training distribution, with the attribute: methods may use it for
+    calibration and model selection (an early stop), and those that say so in their summary train their head on
+    a group-balanced subset of it (as deep feature reweighting does). The test split is never given.
+    """
+
+    model: nn.Module
+    train: IndexedDataset
+    attribute: str
+    train_config: TrainConfig
+    device: torch.device
+    seed: int = 0
+    budget: Budget | None = None
+    val: IndexedDataset | None = None
+    progress: bool | None = None
+    checkpoint: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    _start: float = field(default_factory=time.perf_counter, repr=False)
+
+    def values(self, data: IndexedDataset | None = None) -> torch.Tensor:
+        """The attribute of every sample of ``data`` (default: ``train``)."""
+        return (self.train if data is None else data).attributes[self.attribute]
+
+    def groups(self, data: IndexedDataset | None = None) -> torch.Tensor:
+        """Each sample's group, label x attribute, as one int: ``label * n_values + value``."""
+        data = self.train if data is None else data
+        return data.y * self.n_values + self.values(data)
+
+    @property
+    def n_values(self) -> int:
+        """How many values the attribute takes (its largest value + 1 on the training data)."""
+        return int(self.values().max()) + 1
 
 
 class Method(ABC):
@@ -198,7 +243,10 @@ class Method(ABC):
         """This method with every auto field (value None, an ``auto`` rule declared) resolved for ``task``: the
         configuration that actually runs, and that :meth:`resolved_config` then reports."""
         rules = autos(self.Config)
-        resolved = {name: rule.pick(task.split, task.train_config.batch_size) for name, rule in rules.items()
+        split = getattr(task, "split", None)  # an attribute task forgets no samples: its rules have nothing to read
+        if split is None:
+            return self
+        resolved = {name: rule.pick(split, task.train_config.batch_size) for name, rule in rules.items()
                     if getattr(self.config, name) is None}
         if not resolved:
             return self
@@ -208,8 +256,9 @@ class Method(ABC):
         return dataclasses.asdict(self.config)
 
     @abstractmethod
-    def run(self, task: UnlearnTask) -> nn.Module:
-        """Return a new model that has forgotten ``task.split.forget``; never mutate ``task.model``."""
+    def run(self, task: UnlearnTask | AttributeTask) -> nn.Module:
+        """Return a new model that has forgotten ``task.split.forget`` (kind "samples") or no longer relies on
+        ``task.attribute`` (kind "attribute"); never mutate ``task.model``."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Architectures by name and checkpoint save/load (safetensors + JSON sidecar)."""
 
+from unlearnkit.models.architectures import penultimate
 from unlearnkit.models.checkpoint import (
     Checkpoint,
     CheckpointMeta,
@@ -13,5 +14,5 @@ from unlearnkit.models.registry import MODELS, build_model, fresh_copy, register
 
 __all__ = [
     "MODELS", "Checkpoint", "CheckpointMeta", "build_model", "checkpoint_exists", "checkpoint_paths",
-    "fresh_copy", "load_checkpoint", "read_sidecar", "register_model", "save_checkpoint",
+    "fresh_copy", "load_checkpoint", "penultimate", "read_sidecar", "register_model", "save_checkpoint",
 ]

@@ -18,11 +18,74 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 
 
+class LinearEraser(nn.Module):
+    """An affine map that removes a linearly encoded concept from features, ``x - (x - center) @ projection.T``
+    (the form of LEACE, Belrose et al., NeurIPS 2023). It is the identity until fitted (``projection`` zeros).
+    Buffers, not parameters: training never moves it."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("projection", torch.zeros(width, width))
+        self.register_buffer("center", torch.zeros(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - (x - self.center) @ self.projection.T
+
+
+class ErasedLinear(nn.Linear):
+    """An output layer whose input passes a :class:`LinearEraser` first. The model's penultimate features are then
+    the eraser's output (:func:`unlearnkit.models.penultimate`): what the linear map actually reads."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features)
+        self.eraser = LinearEraser(in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.eraser(x))
+
+
+def penultimate(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, logits)`` of ``model`` on ``x``: the features are what its output layer's linear map reads.
+
+    The output layer is ``model.classifier`` (every built-in architecture names it so) or, for any other
+    ``nn.Module``, its last ``nn.Linear`` (the documented hook: name the output layer ``classifier``). Gradients
+    flow through both outputs, so a method can train on the features (an adversarial head, a probe).
+    """
+    layer = getattr(model, "classifier", None)
+    if not isinstance(layer, nn.Linear):
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ConfigError(f"{type(model).__name__} has no nn.Linear output layer to read penultimate features "
+                              "from; name the model's output layer 'classifier'")
+        layer = linears[-1]
+    captured: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        eraser = getattr(module, "eraser", None)
+        captured.append(eraser(inputs[0]) if eraser is not None else inputs[0])
+
+    handle = layer.register_forward_pre_hook(hook)
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise ConfigError(f"{type(model).__name__}'s output layer ran {len(captured)} times in one forward pass; "
+                          "penultimate features need it to run once")
+    return captured[0], logits
+
+
+def output_layer(width: int, num_classes: int, erased: bool) -> nn.Linear:
+    """The ``classifier`` of a built-in architecture: plain, or with a concept eraser before it (``erased=True``,
+    what ``leace`` produces; the kwarg is saved with the checkpoint, so the model loads again)."""
+    return ErasedLinear(width, num_classes) if erased else nn.Linear(width, num_classes)
+
+
 class MLP(nn.Module):
     """Flatten, then ``len(hidden)`` ReLU layers, then the ``classifier``."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (256, 128),
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, erased: bool = False):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
@@ -32,7 +95,7 @@ class MLP(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = h
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(width, num_classes)
+        self.classifier = output_layer(width, num_classes, erased)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -46,7 +109,8 @@ class CNN(nn.Module):
     two CPU cores. No batch norm, so many copies can be trained at once with ``torch.func``.
     """
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 16, hidden: int = 128):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 16, hidden: int = 128,
+                 erased: bool = False):
         super().__init__()
         channels, height, wide = input_shape
         self.features = nn.Sequential(
@@ -55,7 +119,7 @@ class CNN(nn.Module):
             nn.Flatten(),
         )
         self.head = nn.Sequential(nn.Linear(2 * width * (height // 4) * (wide // 4), hidden), nn.ReLU())
-        self.classifier = nn.Linear(hidden, num_classes)
+        self.classifier = output_layer(hidden, num_classes, erased)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.features(x)))
@@ -83,7 +147,7 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet-18 in its CIFAR form (He et al. 2016): 3x3 stem, no max-pool, four stages of two blocks."""
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 64):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 64, erased: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -94,7 +158,7 @@ class ResNet18(nn.Module):
             in_planes = planes
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(in_planes, num_classes)
+        self.classifier = output_layer(in_planes, num_classes, erased)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))

@@ -246,7 +246,8 @@ SIDECAR = Obj(
     optional={
         "created": STR,
         "history": ListOf(Obj(optional={
-            "method": STR, "forget_spec": STR, "seed": INT, "n_forget": COUNT, "forget_ids": ListOf(INT),
+            "method": STR, "forget_spec": STR, "attribute": STR, "n_train": COUNT, "seed": INT, "n_forget": COUNT,
+            "forget_ids": ListOf(INT),
             "forget_ids_sha256": STR, "seconds": NUMBER, "parent": STR, "config": Obj(), "notes": ListOf(STR),
             # methods/certified.py carries its running bound from one removal to the next
             "info": Obj(optional={"cumulative_bound": NUMBER, "removals_since_retrain": COUNT}),

@@ -68,7 +68,12 @@ def frozen_features(model: nn.Module, dataset: IndexedDataset, *, batch_size: in
                           "use one of the registered architectures")
     dev = classifier.weight.device
     captured: list[torch.Tensor] = []
-    handle = classifier.register_forward_hook(lambda _module, inputs, _output: captured.append(inputs[0].cpu()))
+    eraser = getattr(classifier, "eraser", None)  # an erased output layer reads its eraser's output
+
+    def hook(_module, inputs, _output) -> None:
+        captured.append((inputs[0] if eraser is None else eraser(inputs[0])).cpu())
+
+    handle = classifier.register_forward_hook(hook)
     was_training = model.training
     model.eval()
     try:
