@@ -51,7 +51,7 @@ def _known(kind: str, names: list[str]) -> list:
             if (kind, n) in KNOWN_MISSES else n for n in names]
 
 
-RUNNABLE = sorted(n for n, cls in METHODS.items() if cls.requires is None and n != "retrain")
+RUNNABLE = sorted(n for n, cls in METHODS.items() if cls.requires is None and n != "retrain" and cls.kind == "samples")
 
 
 def _comparison(model: str, forget: str) -> dict:

@@ -80,11 +80,13 @@ def test_fashion_mnist_compare_default_memorises():
 def test_all_leaves_out_methods_that_need_training_files_and_naming_one_is_refused():
     from unlearnkit.bench.compare import resolve_methods
     from unlearnkit.errors import ConfigError
-    from unlearnkit.methods import METHODS
+    from unlearnkit.methods import METHODS, methods_of_kind
 
     needing = sorted(n for n, c in METHODS.items() if c.requires)
     names = resolve_methods("all")
     assert names[0] == "retrain" and not set(needing) & set(names)
-    assert len(names) == len(METHODS) - len(needing)
+    assert len(names) == len(methods_of_kind("samples")) - len(needing)  # attribute methods are not in "all"
     with pytest.raises(ConfigError, match=rf"{needing[0]} needs .*use `unlearn forget --method {needing[0]}`"):
         resolve_methods(f"finetune,{needing[0]}")
+    with pytest.raises(ConfigError, match=r"dfr removes an attribute, not samples; compare it with --attribute"):
+        resolve_methods("finetune,dfr")

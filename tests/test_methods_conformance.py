@@ -27,7 +27,7 @@ from unlearnkit.unlearning import unlearn
 # Methods that need training-time files (``requires``) are tested in their own modules (listed here, so a new
 # one cannot slip through untested); every other method runs the whole suite below.
 OWN_TESTS = {"sisa": "test_sisa.py", "amnesiac": "test_amnesiac.py", "certified": "test_certified.py"}
-ALL = sorted(n for n in METHODS if METHODS[n].requires is None)
+ALL = sorted(n for n in METHODS if METHODS[n].requires is None and METHODS[n].kind == "samples")
 
 
 def test_methods_with_requirements_have_their_own_tests():
@@ -182,7 +182,8 @@ def test_conv_only_methods_refuse_an_mlp_clearly(name, digits_model, class_split
 
 
 def test_exact_methods():
-    assert [n for n in sorted(METHODS) if METHODS[n].exact] == sorted(["retrain", *EXACT_WITH_OWN_TESTS])
+    assert [n for n in sorted(METHODS) if METHODS[n].exact] == sorted(["retrain", "retrain-balanced",
+                                                                         *EXACT_WITH_OWN_TESTS])
 
 
 EXACT_WITH_OWN_TESTS: list[str] = ["sisa"]

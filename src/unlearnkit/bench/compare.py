@@ -14,7 +14,7 @@ import torch
 from unlearnkit.data import DatasetBundle, select, shrink_train
 from unlearnkit.errors import ConfigError
 from unlearnkit.evaluation import Report, evaluate
-from unlearnkit.methods import METHODS
+from unlearnkit.methods import METHODS, methods_of_kind
 from unlearnkit.runs import TrainedModel, train_model
 from unlearnkit.train import TrainConfig
 from unlearnkit.unlearning import UnlearnResult, unlearn
@@ -51,14 +51,19 @@ def resolve_methods(methods: str | list[str]) -> list[str]:
     """``"all"`` or a comma list -> registered names, retrain first (it is the reference). ``all`` leaves out
     methods that need training-time files (``requires``: sisa, amnesiac), which compare's fresh original lacks;
     naming one is refused."""
-    names = [m for m, cls in METHODS.items() if cls.requires is None] if methods == "all" else (
+    samples = methods_of_kind("samples")
+    names = [m for m in samples if METHODS[m].requires is None] if methods == "all" else (
         [m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods)
     )
     unknown = [m for m in names if m not in METHODS]
     if unknown:
-        raise ConfigError(f"unknown method(s) {unknown}; choose from: {', '.join(METHODS)} or all")
+        raise ConfigError(f"unknown method(s) {unknown}; choose from: {', '.join(samples)} or all")
     if not names:
         raise ConfigError("no method given; pass --methods all or a comma list such as finetune,gradient-ascent")
+    other = [m for m in names if METHODS[m].kind != "samples"]
+    if other:
+        raise ConfigError(f"{other[0]} removes an attribute, not samples; compare it with --attribute NAME instead of "
+                          "--forget")
     needing = [m for m in names if METHODS[m].requires]
     if needing:
         raise ConfigError(f"{needing[0]} needs {METHODS[needing[0]].requires}, which compare's freshly trained "

@@ -178,6 +178,9 @@ def parse_config(data: dict) -> BenchConfig:
             continue
         if not isinstance(params, dict):
             raise ConfigError(f"[methods] {method} must be a table of parameters, e.g. {method} = {{}}")
+        if METHODS[method].kind != "samples":
+            raise ConfigError(f"[methods] {method} removes an attribute, not samples; a bench config forgets samples "
+                              "(attribute methods are measured by benchmarks/bench_bias.py)")
         if METHODS[method].requires:
             raise ConfigError(f"[methods] {method} needs {METHODS[method].requires}, which bench's freshly trained "
                               "originals lack; drop it from the config (its own benchmark is in benchmarks/)")

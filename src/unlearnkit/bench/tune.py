@@ -72,9 +72,11 @@ class TuneResult:
 def search_space(config: BenchConfig, method: str) -> tuple[dict, dict]:
     """(the space to search, the fixed parameters) for ``method`` under the config's ``[methods]`` entry."""
     cls = get_method(method)
+    if cls.kind != "samples":
+        raise ConfigError(f"method {method!r} removes an attribute; unlearn tune tunes methods that forget samples")
     if not cls.search_space:
         raise ConfigError(f"method {method!r} declares no search space (nothing to tune); choose one of: "
-                          f"{', '.join(n for n, c in METHODS.items() if c.search_space)}")
+                          f"{', '.join(n for n, c in METHODS.items() if c.search_space and c.kind == 'samples')}")
     space, fixed = dict(cls.search_space), {}
     for name, value in (config.raw_methods.get(method) or {}).items():
         if isinstance(value, list):

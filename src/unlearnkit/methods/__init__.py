@@ -9,7 +9,16 @@ is decorated with ``@register``, not because of its file: helper modules (``base
 import importlib
 import pkgutil
 
-from unlearnkit.methods.base import METHODS, AttributeTask, Budget, Method, UnlearnTask, get_method, register
+from unlearnkit.methods.base import (
+    METHODS,
+    AttributeTask,
+    Budget,
+    Method,
+    UnlearnTask,
+    get_method,
+    methods_of_kind,
+    register,
+)
 
 _FIRST = ("retrain", "finetune", "gradient_ascent")  # the exact reference, then the two classic baselines
 
@@ -17,4 +26,4 @@ for _name in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__))):
     if not _name.startswith("_"):
         importlib.import_module(f"{__name__}.{_name}")
 
-__all__ = ["METHODS", "AttributeTask", "Budget", "Method", "UnlearnTask", "get_method", "register"]
+__all__ = ["METHODS", "AttributeTask", "Budget", "Method", "UnlearnTask", "get_method", "methods_of_kind", "register"]

@@ -345,3 +345,10 @@ def register(cls: type[Method]) -> type[Method]:
 def get_method(name: str) -> type[Method]:
     return METHODS.get(name)
 
+
+def methods_of_kind(kind: str) -> list[str]:
+    """The registered names of the methods of ``kind`` ("samples" or "attribute"), in registration order."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return [name for name, cls in METHODS.items() if cls.kind == kind]
+

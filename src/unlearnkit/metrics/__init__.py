@@ -4,6 +4,12 @@
 and whether it needs the retrained reference model. ``higher_is_better=None`` marks metrics where
 neither direction is better on its own: what counts is closeness to the retrained model (e.g. a
 forget accuracy far below the retrained model's is as telling as one far above it).
+
+``FAIRNESS_METRICS`` holds the same metadata for the attribute- and bias-removal metrics of
+:mod:`unlearnkit.metrics.fairness`. They are kept apart from ``METRICS`` because they need what a
+forget split does not carry (attribute values, counterfactual inputs, features), and ``METRICS`` is the
+table ``evaluation.Report.not_computed`` walks: every name in it that a report lacks is listed there as
+needing the reference or the original model.
 """
 
 from __future__ import annotations
@@ -21,6 +27,18 @@ from unlearnkit.metrics.divergence import (
     kl_divergence_per_sample,
     softmax,
     zrf_score,
+)
+from unlearnkit.metrics.fairness import (
+    AttributeLeakage,
+    attribute_leakage,
+    bias_aligned_accuracy,
+    bias_conflicting_accuracy,
+    counterfactual_flip_rate,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    group_accuracies,
+    unbiased_accuracy,
+    worst_group_accuracy,
 )
 from unlearnkit.metrics.forget_quality import ForgetQuality, forget_quality, logit_scaled_confidence, neurips_score
 from unlearnkit.metrics.lira import ULiraResult, lira_report, lira_scores, u_lira
@@ -139,9 +157,52 @@ _INFOS = (
 )
 METRICS: dict[str, MetricInfo] = {info.name: info for info in _INFOS}
 
+_FAIRNESS_INFOS = (
+    MetricInfo(
+        name="unbiased_accuracy", higher_is_better=True, unit="fraction", needs_reference=False,
+        description="Accuracy on a test set whose attribute is independent of the label.",
+    ),
+    MetricInfo(
+        name="bias_aligned_accuracy", higher_is_better=True, unit="fraction", needs_reference=False,
+        description="Accuracy on the samples whose attribute agrees with the bias the training set taught.",
+    ),
+    MetricInfo(
+        name="bias_conflicting_accuracy", higher_is_better=True, unit="fraction", needs_reference=False,
+        description="Accuracy on the samples whose attribute contradicts the training set's bias: "
+        "low when the model uses the attribute as a shortcut.",
+    ),
+    MetricInfo(
+        name="worst_group_accuracy", higher_is_better=True, unit="fraction", needs_reference=False,
+        description="Lowest accuracy over the (label, attribute) groups present.",
+    ),
+    MetricInfo(
+        name="attribute_leakage", higher_is_better=False, unit="balanced accuracy", needs_reference=False,
+        description="Balanced accuracy of a logistic-regression probe predicting the attribute from features; "
+        "compare with its chance level 1/k.",
+    ),
+    MetricInfo(
+        name="counterfactual_flip_rate", higher_is_better=False, unit="fraction", needs_reference=False,
+        description="Share of predictions that change when only the attribute of the input changes.",
+    ),
+    MetricInfo(
+        name="demographic_parity_difference", higher_is_better=False, unit="rate difference",
+        needs_reference=False,
+        description="Largest gap between attribute groups in how often a class is predicted (fairlearn; "
+        "one-vs-rest maximum for multiclass).",
+    ),
+    MetricInfo(
+        name="equalized_odds_difference", higher_is_better=False, unit="rate difference", needs_reference=False,
+        description="Largest gap between attribute groups in true- or false-positive rate (fairlearn; "
+        "one-vs-rest maximum for multiclass).",
+    ),
+)
+FAIRNESS_METRICS: dict[str, MetricInfo] = {info.name: info for info in _FAIRNESS_INFOS}
+
 __all__ = [
+    "FAIRNESS_METRICS",
     "METRICS",
     "AttackReport",
+    "AttributeLeakage",
     "ForgetQuality",
     "MetricInfo",
     "PopulationAttackResult",
@@ -149,7 +210,14 @@ __all__ = [
     "accuracy",
     "activation_distance",
     "activation_distance_per_sample",
+    "attribute_leakage",
+    "bias_aligned_accuracy",
+    "bias_conflicting_accuracy",
+    "counterfactual_flip_rate",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
     "forget_quality",
+    "group_accuracies",
     "js_divergence",
     "js_divergence_per_sample",
     "kl_divergence",
@@ -165,7 +233,9 @@ __all__ = [
     "softmax",
     "tpr_at_fpr",
     "u_lira",
+    "unbiased_accuracy",
     "weight_distance",
     "weight_distance_per_tensor",
+    "worst_group_accuracy",
     "zrf_score",
 ]
