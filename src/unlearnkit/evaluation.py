@@ -21,6 +21,7 @@ from torch import nn
 
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.data.select import ForgetSplit
+from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError
 from unlearnkit.metrics import (
     METRICS,
@@ -243,3 +244,90 @@ def evaluate(
     if isinstance(reference, nn.Module):
         report.comparison["weight_distance"] = weight_distance(model, reference)
     return report
+
+
+# --- bias: how much a model relies on an attribute (attribute removal) ------------------------------------------
+BIAS_KEYS = ("unbiased_accuracy", "bias_aligned_accuracy", "bias_conflicting_accuracy", "worst_group_accuracy",
+             "leakage", "leakage_chance", "counterfactual_flip_rate", "demographic_parity_difference",
+             "equalized_odds_difference")
+COUNTERFACTUAL_VERSIONS = 3  # other attribute values tried per test sample for the flip rate
+
+
+def bias_aligned(train: IndexedDataset, data: IndexedDataset, attribute: str) -> torch.Tensor:
+    """Which rows of ``data`` are bias-aligned: their attribute is the value most frequent among the training
+    samples of their label (for coloured data, the class's own colour; for biased-tabular, the label itself)."""
+    values, labels = train.attributes[attribute], train.y
+    n_values = int(torch.cat([values, data.attributes[attribute]]).max()) + 1
+    counts = torch.zeros(train.num_classes, n_values, dtype=torch.int64)
+    counts.index_put_((labels, values), torch.ones_like(labels), accumulate=True)
+    return data.attributes[attribute] == counts.argmax(1)[data.y]
+
+
+def bias_report(model: nn.Module, bundle, attribute: str, *, reference: nn.Module | None = None,
+                device: str | torch.device | None = None, seed: int = 0) -> dict:
+    """How much ``model`` relies on ``attribute``, on ``bundle.test`` (whose attribute is independent of the label
+    in the biased sources): the keys of :data:`BIAS_KEYS`, and with ``reference`` (e.g. ``retrain-balanced``'s
+    model) its values and the absolute gaps.
+
+    - accuracies: unbiased (all of the test set), bias-aligned and bias-conflicting (aligned: the attribute is
+      the one most frequent for the sample's label in training, :func:`bias_aligned`), worst group (label x
+      attribute);
+    - ``leakage``: balanced accuracy of a logistic probe for the attribute on the model's penultimate features (fit
+      on a seeded half of the test set, scored on the other half), with its chance level;
+    - ``counterfactual_flip_rate``: share of test samples whose prediction changes when only the attribute
+      changes, over up to 3 other values per sample (None when the source cannot re-render its samples);
+    - ``demographic_parity_difference``, ``equalized_odds_difference``: fairlearn's, one-vs-rest over classes
+      (:mod:`unlearnkit.metrics.fairness`).
+    """
+    from unlearnkit.metrics import fairness
+    from unlearnkit.models import penultimate
+    from unlearnkit.unlearning import check_attribute
+
+    test = bundle.test
+    check_attribute(test, attribute)
+    dev = resolve_device(device)
+    model = model.to(dev)
+    values = test.attributes[attribute].numpy()
+    y = test.y.numpy()
+    pred = predict_logits(model, test, device=dev).argmax(1).numpy()
+    aligned = bias_aligned(bundle.train, test, attribute).numpy()
+    report: dict[str, float | None] = {
+        "unbiased_accuracy": fairness.unbiased_accuracy(pred, y),
+        "bias_aligned_accuracy": fairness.bias_aligned_accuracy(pred, y, aligned) if aligned.any() else None,
+        "bias_conflicting_accuracy": fairness.bias_conflicting_accuracy(pred, y, aligned)
+        if (~aligned).any() else None,
+        "worst_group_accuracy": fairness.worst_group_accuracy(pred, y, values),
+    }
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        feats = torch.cat([penultimate(model, test.x[i:i + 1024].to(dev))[0].float().cpu()
+                           for i in range(0, len(test), 1024)]).numpy()
+    model.train(was_training)
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed)).numpy()
+    half = len(order) // 2
+    leak = fairness.attribute_leakage(feats[order[:half]], values[order[:half]], feats[order[half:]],
+                                      values[order[half:]], seed=seed)
+    report["leakage"], report["leakage_chance"] = leak.leakage, leak.chance
+    report["counterfactual_flip_rate"] = None
+    if bundle.counterfactual is not None:
+        n_values = int(values.max()) + 1
+        gen = torch.Generator().manual_seed(seed)
+        shifts = [torch.randint(1, n_values, (len(test),), generator=gen) for _ in range(min(COUNTERFACTUAL_VERSIONS,
+                                                                                              n_values - 1))]
+        versions = []
+        for shift in shifts:
+            other = (test.attributes[attribute] + shift) % n_values
+            x = bundle.counterfactual(test, attribute, other)
+            versions.append(predict_logits(model, IndexedDataset(x, test.y, test.ids, test.num_classes),
+                                           device=dev).argmax(1).numpy())
+        report["counterfactual_flip_rate"] = fairness.counterfactual_flip_rate(pred, np.stack(versions))
+    report["demographic_parity_difference"] = fairness.demographic_parity_difference(pred, values)
+    report["equalized_odds_difference"] = fairness.equalized_odds_difference(pred, y, values)
+    out = {"bias": {k: _round(report[k]) for k in BIAS_KEYS}}
+    if reference is not None:
+        ref = bias_report(reference, bundle, attribute, device=dev, seed=seed)["bias"]
+        out["reference"] = ref
+        out["gap"] = {k: None if out["bias"][k] is None or ref[k] is None else _round(abs(out["bias"][k] - ref[k]))
+                      for k in BIAS_KEYS if k != "leakage_chance"}
+    return out

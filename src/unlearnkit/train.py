@@ -86,6 +86,12 @@ RECIPES: dict[tuple[str, str], TrainConfig] = {
     ("fashion-mnist", "linear"): TrainConfig(optimizer="lbfgs", epochs=1000, weight_decay=1e-3),
     ("fashion-mnist", "logistic"): TrainConfig(optimizer="lbfgs", epochs=1000, weight_decay=1e-3),
     ("cifar10", "resnet18"): TrainConfig(epochs=30, batch_size=128, lr=0.1),
+    # the biased sources train as the data they derive from (biased-tabular: a small mlp on 7 features)
+    ("colored-digits", "mlp"): TrainConfig(epochs=30, batch_size=64, lr=0.05),
+    ("colored-digits", "cnn"): TrainConfig(epochs=20, batch_size=64, lr=0.05),
+    ("colored-fashion-mnist", "cnn"): TrainConfig(epochs=10, batch_size=128, lr=0.05),
+    ("colored-fashion-mnist", "mlp"): TrainConfig(epochs=10, batch_size=128, lr=0.05),
+    ("biased-tabular", "mlp"): TrainConfig(epochs=20, batch_size=64, lr=0.05),
 }
 
 

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,6 +162,7 @@ def remove_attribute(
     val: IndexedDataset | None = None,
     progress: bool | None = None,
     checkpoint: str | Path | None = None,
+    counterfactual: Callable[[IndexedDataset, str, torch.Tensor], torch.Tensor] | None = None,
     **config,
 ) -> UnlearnResult:
     """Remove the influence of ``attribute`` (a sensitive attribute or a spurious feature) from ``model``.
@@ -176,6 +178,9 @@ def remove_attribute(
             optimizer and learning-rate scale from it). Defaults to ``TrainConfig()``.
         val: held-out data from the training distribution with the attribute (default: ``data.val``); methods
             use it for calibration, and ``dfr`` trains its head on a group-balanced subset of it.
+        counterfactual: re-renders samples with other attribute values, ``counterfactual(data, attribute, values)
+            -> x`` (default: ``data.counterfactual`` when ``data`` is a ``DatasetBundle``, which the biased sources
+            set); methods that train on counterfactual samples (``counterfactual-top``) need it.
         Other arguments as in :func:`unlearn`.
 
     Raises:
@@ -185,6 +190,8 @@ def remove_attribute(
     train = data.train if isinstance(data, DatasetBundle) else data
     if val is None and isinstance(data, DatasetBundle):
         val = data.val
+    if counterfactual is None and isinstance(data, DatasetBundle):
+        counterfactual = data.counterfactual
     if isinstance(method, Method):
         if config:
             raise ConfigError("pass hyperparameters either in the Method instance or as keywords, not both")
@@ -200,7 +207,7 @@ def remove_attribute(
     dev = resolve_device(device)
     task = AttributeTask(model=model, train=train, attribute=attribute, train_config=train_config or TrainConfig(),
                          device=dev, seed=seed, budget=budget, val=val, progress=progress,
-                         checkpoint=None if checkpoint is None else Path(checkpoint))
+                         checkpoint=None if checkpoint is None else Path(checkpoint), counterfactual=counterfactual)
     original_mode = model.training
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -129,6 +130,10 @@ class AttributeTask(TaskTools):
     ``val`` is optional held-out data from the training distribution, with the attribute: methods may use it for
     calibration and model selection (an early stop), and those that say so in their summary train their head on
     a group-balanced subset of it (as deep feature reweighting does). The test split is never given.
+
+    ``counterfactual`` is the data source's renderer, when it has one (``DatasetBundle.counterfactual``, the biased
+    sources): ``counterfactual(data, attribute, values) -> x``, the rows of ``data`` as they would be with the
+    attribute set to ``values`` (one per row). None otherwise; methods that need it (``counterfactual-top``) say so.
     """
 
     model: nn.Module
@@ -141,6 +146,8 @@ class AttributeTask(TaskTools):
     val: IndexedDataset | None = None
     progress: bool | None = None
     checkpoint: Path | None = None
+    counterfactual: Callable[[IndexedDataset, str, torch.Tensor], torch.Tensor] | None = field(
+        default=None, repr=False)
     notes: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     _start: float = field(default_factory=time.perf_counter, repr=False)

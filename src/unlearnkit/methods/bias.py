@@ -106,3 +106,17 @@ def set_output_layer(model: nn.Module, head: nn.Linear) -> None:
     with torch.no_grad():
         layer.weight.copy_(head.weight.to(layer.weight))
         layer.bias.copy_(head.bias.to(layer.bias))
+
+
+def rerendered(task, data: IndexedDataset, generator: torch.Generator,
+               values: torch.Tensor | None = None) -> IndexedDataset | None:
+    """``data`` re-rendered by the task's counterfactual renderer with uniformly random attribute values (or
+    ``values``), so that the attribute is independent of the label and of everything else in the sample; the
+    attribute column holds the new values. None when the task has no renderer."""
+    if task.counterfactual is None:
+        return None
+    if values is None:
+        values = torch.randint(task.n_values, (len(data),), generator=generator)
+    x = task.counterfactual(data, task.attribute, values)
+    return IndexedDataset(x=x, y=data.y, ids=data.ids, num_classes=data.num_classes,
+                          attributes={**data.attributes, task.attribute: values})
