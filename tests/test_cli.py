@@ -176,6 +176,7 @@ HELP_OPTIONS = {
     "methods": ["--json"],
     "train": ["--out", "--dataset", "--model", "--epochs", "--lr", "--seed", "--force", "--device", "--json"],
     "forget": ["--checkpoint", "--forget", "--method", "--param", "--out", "--seed", "--force", "--json"],
+    "debias": ["--checkpoint", "--attribute", "--method", "--out", "--param", "--seed", "--force", "--json"],
     "evaluate": ["--checkpoint", "--forget", "--reference", "--original", "--relearn", "--seed", "--per-sample",
                  "--force", "--markdown", "--json"],
     "neurips": ["--checkpoint", "--forget", "--method", "--models", "--param", "--calibration", "--cache-dir",

@@ -1,5 +1,5 @@
 """Checkpoint-level operations behind the CLI: train and save, reload a checkpoint with its data,
-forget and save, evaluate against a reference checkpoint.
+forget and save, remove an attribute and save (``debias``), evaluate against a reference checkpoint.
 
 Each function works on files (``runs/x.safetensors`` + ``runs/x.json``) and returns plain Python
 objects, so the CLI stays a thin layer of argument parsing and printing.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,13 +19,15 @@ from torch import nn
 from unlearnkit.data import DatasetBundle, ForgetSplit, IndexedDataset, load_dataset, select
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import CheckpointError, ConfigError, DataError
-from unlearnkit.evaluation import Report, evaluate
+from unlearnkit.evaluation import Report, bias_report, evaluate
 from unlearnkit.exact.sisa import ENSEMBLE, SisaSpec, save_sisa, sisa_state, train_sisa
 from unlearnkit.exact.updates import DTYPES, UpdateLog, UpdateRecorder, new_updates_dir
-from unlearnkit.models import Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
+from unlearnkit.methods import Method, get_method, methods_of_kind
+from unlearnkit.models import MODELS, Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
+from unlearnkit.models.architectures import ErasedLinear
 from unlearnkit.models.checkpoint import checkpoint_exists, checkpoint_paths
 from unlearnkit.train import TrainConfig, default_recipe, fit
-from unlearnkit.unlearning import UnlearnResult, unlearn
+from unlearnkit.unlearning import UnlearnResult, check_attribute, remove_attribute, unlearn
 
 
 def refuse_overwrite(out: str | Path, force: bool) -> None:
@@ -262,7 +264,11 @@ def forget_checkpoint(
     data_dir: str | None = None,
     progress: bool | None = None,
 ) -> tuple[UnlearnResult, ForgetSplit, Checkpoint, DatasetBundle]:
-    """Forget ``forget`` (a spec) from the checkpoint at ``path`` with ``method``; nothing is saved."""
+    """Forget ``forget`` (a spec) from the checkpoint at ``path`` with ``method``; nothing is saved.
+
+    A method that removes an attribute (kind "attribute") is refused before the data load, pointing at
+    :func:`debias_checkpoint` (``unlearn debias``)."""
+    check_method_kind(method, "samples")
     ckpt, bundle = load_with_data(path, device=device, data_dir=data_dir)
     current = training_set(bundle, ckpt)
     already = set(ckpt.forgotten_ids())
@@ -292,6 +298,73 @@ def save_unlearned(out: str | Path, result: UnlearnResult, split: ForgetSplit, c
     return save_model(out, result.model, meta)
 
 
+def check_method_kind(method: str, kind: str) -> type[Method]:
+    """The registered method ``method``, refused in one line when it removes something else than ``kind``
+    ("samples": ``unlearn forget``; "attribute": ``unlearn debias``), with the command that runs it."""
+    cls = get_method(method)  # unknown names: the registry's one-line error, listing the methods
+    if cls.kind == kind:
+        return cls
+    if cls.kind == "samples":
+        raise ConfigError(f"{cls.name} removes samples, not an attribute; use unlearn forget --forget SPEC "
+                          f"--method {cls.name} (attribute methods: {', '.join(methods_of_kind('attribute'))})")
+    raise ConfigError(f"{cls.name} removes an attribute, not samples; use unlearn debias --attribute NAME --method "
+                      f"{cls.name} (sample methods: `unlearn methods`, kind samples)")
+
+
+def debias_checkpoint(
+    path: str | Path,
+    attribute: str,
+    method: str,
+    *,
+    params: dict | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    data_dir: str | None = None,
+    progress: bool | None = None,
+) -> tuple[UnlearnResult, Checkpoint, DatasetBundle, IndexedDataset]:
+    """Remove ``attribute``'s influence from the checkpoint at ``path`` with ``method`` (kind "attribute"); nothing
+    is saved (:func:`save_debiased` does). Returns the result, the checkpoint, its data and the training set used.
+
+    The method, its hyperparameters and the attribute are checked before any training. The data are rebuilt from
+    the checkpoint's sidecar (as for :func:`forget_checkpoint`); the method trains on the checkpoint's current
+    training set (the original one minus every id its forget history removed: ``retrain-balanced`` must not bring
+    forgotten samples back), with the checkpoint's recipe, and calibrates on the data's ``val`` split.
+    """
+    cls = check_method_kind(method, "attribute")
+    cls.make_config(**(params or {}))  # unknown or bad hyperparameters fail before the data load
+    ckpt, bundle = load_with_data(path, device=device, data_dir=data_dir)
+    train = training_set(bundle, ckpt)
+    check_attribute(train, attribute)
+    # the bundle with the current training set: its val split and counterfactual renderer go with it
+    data = replace(bundle, train=train) if train is not bundle.train else bundle
+    recipe = TrainConfig.from_dict(ckpt.train_config)
+    result = remove_attribute(ckpt.model, data, attribute, method, train_config=recipe, device=device, seed=seed,
+                              progress=progress, checkpoint=ckpt.path, **(params or {}))
+    return result, ckpt, bundle, train
+
+
+def save_debiased(out: str | Path, result: UnlearnResult, attribute: str, train: IndexedDataset,
+                  ckpt: Checkpoint) -> Path:
+    """Save the model an attribute was removed from with the parent's sidecar plus one more history entry (the
+    parent's history kept). A model whose output layer carries a concept eraser (``leace``) records the model
+    kwarg ``erased=True``, so that it loads again; a plain output layer drops the kwarg."""
+    kwargs = ckpt.model_kwargs
+    if isinstance(getattr(result.model, "classifier", None), ErasedLinear):
+        if "erased" not in MODELS[ckpt.model_name].params():
+            raise CheckpointError(f"{result.method} put a concept eraser in front of the output layer, which model "
+                                  f"{ckpt.model_name!r} cannot rebuild on load (it takes no 'erased' argument); use "
+                                  "an mlp, cnn or resnet18 checkpoint")
+        kwargs["erased"] = True
+    else:
+        kwargs.pop("erased", None)
+    entry = {**result.attribute_history_entry(attribute, len(train)), "parent": str(ckpt.path)}
+    meta = CheckpointMeta(
+        ckpt.model_name, kwargs, ckpt.spec, {k: v for k, v in ckpt.data.items() if k != "spec"},
+        ckpt.train_config, history=[*ckpt.history, entry],
+    )
+    return save_model(out, result.model, meta)
+
+
 def _same_data_model(path: str | Path | None, ckpt: Checkpoint, device, role: str, fix: str) -> nn.Module | None:
     """The model at ``path`` (None for None), refused if it was trained on other data than ``ckpt``."""
     if path is None:
@@ -300,6 +373,82 @@ def _same_data_model(path: str | Path | None, ckpt: Checkpoint, device, role: st
     if other.data.get("fingerprint") != ckpt.data.get("fingerprint"):
         raise CheckpointError(f"{role} {other.path} was trained on different data than {ckpt.path}; {fix}")
     return other.model
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_run` measured: the sample-forgetting report and its split (with ``forget``), the bias
+    report (with ``attribute``: :func:`unlearnkit.evaluation.bias_report`'s dict), and warnings for the user."""
+
+    report: Report | None = None
+    split: ForgetSplit | None = None
+    attribute: str | None = None
+    bias: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The sample report's JSON (without ``forget``: nothing), plus with ``attribute`` the keys ``attribute`` and
+        ``bias`` (the model's :data:`~unlearnkit.evaluation.BIAS_KEYS`); with a reference, the reference's bias
+        values join ``reference`` and their absolute differences join ``gap`` (the names do not overlap with the
+        sample metrics; ``gap.average`` stays the sample metrics' average)."""
+        out = {} if self.report is None else self.report.to_json()
+        if self.bias is not None:
+            out["attribute"] = self.attribute
+            out["bias"] = dict(self.bias["bias"])
+            if "reference" in self.bias:
+                out["reference"] = {**out.get("reference", {}), **self.bias["reference"]}
+                out["gap"] = {**out.get("gap", {}), **self.bias["gap"]}
+        return out
+
+
+def evaluate_run(
+    path: str | Path,
+    *,
+    forget: str | None = None,
+    attribute: str | None = None,
+    reference: str | Path | None = None,
+    original: str | Path | None = None,
+    relearn: bool = False,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    data_dir: str | None = None,
+) -> Evaluation:
+    """Evaluate a checkpoint: how well it forgot the split ``forget`` selects (see :func:`evaluate_checkpoint`),
+    how much it relies on ``attribute`` (on the test split, :func:`unlearnkit.evaluation.bias_report`), or both.
+    ``reference`` (a checkpoint on the same data: ``retrain`` for samples, ``retrain-balanced`` for an attribute)
+    adds its values and the gaps to both. The option combinations are checked before the data load.
+    """
+    if forget is None and attribute is None:
+        raise ConfigError("evaluate needs --forget SPEC (how well samples were forgotten), --attribute NAME (how much "
+                          "the model relies on an attribute), or both")
+    if forget is None and (original is not None or relearn):
+        raise ConfigError("--original and --relearn measure sample forgetting; add --forget SPEC (the spec given to "
+                          "unlearn forget)")
+    if relearn and original is None:
+        raise ConfigError("--relearn needs --original PATH: relearning stops at the original model's forget accuracy")
+    ckpt, bundle = load_with_data(path, device=device, data_dir=data_dir)
+    if attribute is not None:
+        check_attribute(bundle.test, attribute)  # before any metric is computed
+    ref_model = _same_data_model(reference, ckpt, device, "reference",
+                                 "pass a reference derived from the same original checkpoint")
+    result = Evaluation(attribute=attribute)
+    if forget is not None:
+        result.split = select(training_set(bundle, ckpt, before_last=True), forget, seed=seed)
+        last = ckpt.history[-1] if ckpt.history else {}
+        # an attribute removal (last entry without forget ids) selected no samples to compare with
+        if "forget_ids_sha256" in last and last["forget_ids_sha256"] != result.split.ids_digest():
+            result.warnings.append(
+                f"this forget set differs from the one the checkpoint forgot ({last.get('forget_spec')} with seed "
+                f"{last.get('seed')}); pass the same --forget and --seed to compare like with like"
+            )
+        orig_model = _same_data_model(original, ckpt, device, "original",
+                                      "pass the checkpoint this one was unlearned from")
+        result.report = evaluate(ckpt.model, result.split, bundle.test, ref_model, original=orig_model,
+                                 relearn=relearn, relearn_config=TrainConfig.from_dict(ckpt.train_config),
+                                 device=device, seed=seed)
+    if attribute is not None:
+        result.bias = bias_report(ckpt.model, bundle, attribute, reference=ref_model, device=device, seed=seed)
+    return result
 
 
 def evaluate_checkpoint(
@@ -320,20 +469,6 @@ def evaluate_checkpoint(
     ``original`` (the checkpoint before unlearning) adds the weight distance to it and, with ``relearn``,
     the relearn time, using the checkpoint's own recipe for the relearning optimizer.
     """
-    ckpt, bundle = load_with_data(path, device=device, data_dir=data_dir)
-    split = select(training_set(bundle, ckpt, before_last=True), forget, seed=seed)
-    warnings = []
-    if ckpt.history and ckpt.history[-1].get("forget_ids_sha256") != split.ids_digest():
-        last = ckpt.history[-1]
-        warnings.append(
-            f"this forget set differs from the one the checkpoint forgot ({last.get('forget_spec')} with seed "
-            f"{last.get('seed')}); pass the same --forget and --seed to compare like with like"
-        )
-    ref_model = _same_data_model(reference, ckpt, device, "reference",
-                                 "pass a reference derived from the same original checkpoint")
-    orig_model = _same_data_model(original, ckpt, device, "original", "pass the checkpoint this one was unlearned from")
-    if relearn and orig_model is None:
-        raise ConfigError("--relearn needs --original PATH: relearning stops at the original model's forget accuracy")
-    report = evaluate(ckpt.model, split, bundle.test, ref_model, original=orig_model, relearn=relearn,
-                      relearn_config=TrainConfig.from_dict(ckpt.train_config), device=device, seed=seed)
-    return report, split, warnings
+    result = evaluate_run(path, forget=forget, reference=reference, original=original, relearn=relearn, seed=seed,
+                          device=device, data_dir=data_dir)
+    return result.report, result.split, result.warnings

@@ -5,6 +5,8 @@
     unlearn forget --checkpoint runs/fm/original --forget class:7 --method gradient-ascent --out runs/fm/ga
     unlearn evaluate --checkpoint runs/fm/ga --forget class:7 --reference runs/fm/retrain --json
     unlearn compare --dataset digits --forget random:0.1 --methods all --json
+    unlearn debias --checkpoint runs/cd/original --attribute color --method dfr --out runs/cd/dfr
+    unlearn compare --dataset colored-digits --attribute color --methods all --json
 
 ``models`` holds the commands on single checkpoints, ``bench`` those that compare methods against retraining,
 ``common`` the option types and output helpers they share; this module assembles them into one typer app.
@@ -42,8 +44,8 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 
 # the order of `unlearn --help`
-for _command in (_models.datasets, _models.methods, _models.train, _models.forget, _models.evaluate, _bench.compare,
-                 _bench.demo, _bench.neurips, _bench.bench, _bench.tune, _bench.report):
+for _command in (_models.datasets, _models.methods, _models.train, _models.forget, _models.debias, _models.evaluate,
+                 _bench.compare, _bench.demo, _bench.neurips, _bench.bench, _bench.tune, _bench.report):
     app.command()(_command)
 
 

@@ -2,6 +2,7 @@
 
     unlearn demo                                   # digits: train, forget 10%, every method vs retrain
     unlearn compare --dataset digits --forget random:0.1 --methods all --json
+    unlearn compare --dataset colored-digits --attribute color --methods all --json
     unlearn bench benchmarks/digits-smoke.toml --out runs/smoke && unlearn report runs/smoke
 """
 
@@ -14,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from unlearnkit.cli.common import (
+    AttributeOpt,
     BatchOpt,
     DataDirOpt,
     DataOptionOpt,
@@ -23,6 +25,7 @@ from unlearnkit.cli.common import (
     ForgetOpt,
     JsonOpt,
     LrOpt,
+    MaybeForgetOpt,
     ModelOpt,
     ProgressOpt,
     SeedOpt,
@@ -37,32 +40,45 @@ from unlearnkit.cli.common import (
     status,
     train_recipe,
 )
+from unlearnkit.errors import ConfigError
 from unlearnkit.files import refuse_overwrite
 
 ForceSaveOpt = Annotated[bool, typer.Option("--force", help="Replace the --save file if it exists.")]
 
 
 def run_compare_cli(dataset, model, forget_spec, methods_arg, seed, data_dir, subjects, train_size, device,
-                 progress, quiet, epochs=None, data_option=(), **recipe):
+                 progress, quiet, epochs=None, data_option=(), attribute=None, **recipe):
+    """compare's shared body: sample forgetting (``forget_spec``; None: random:0.1) or, with ``attribute``,
+    attribute removal (``compare_attribute``); returns the comparison."""
     from unlearnkit.bench import apply_compare_defaults
     from unlearnkit.bench import compare as run_compare
+    from unlearnkit.bench.compare import compare_attribute, resolve_attribute_methods, resolve_methods
 
+    if attribute is not None and forget_spec is not None:
+        raise ConfigError("compare takes --forget SPEC (methods that remove samples) or --attribute NAME (methods "
+                          "that remove an attribute), not both; run compare once for each")
+    (resolve_methods if attribute is None else resolve_attribute_methods)(methods_arg)  # bad names: before the data
     bundle, epochs = apply_compare_defaults(load_bundle(dataset, data_dir, subjects, train_size, data_option),
                                             train_size=train_size, epochs=epochs)
     name = resolve_model_name(dataset, model)
     config = train_recipe(dataset, name, 0, epochs=epochs, **recipe)
     if not quiet:
         status(f"original: {name} on {len(bundle.train)} {dataset} training samples, {config.epochs} epochs")
-    return run_compare(bundle, forget=forget_spec, methods=methods_arg, model=name, config=config, seed=seed,
-                       device=device, progress=progress, on_step=None if quiet else status)
+    if attribute is not None:
+        return compare_attribute(bundle, attribute=attribute, methods=methods_arg, model=name, config=config,
+                                 seed=seed, device=device, progress=progress, on_step=None if quiet else status)
+    return run_compare(bundle, forget=forget_spec or "random:0.1", methods=methods_arg, model=name, config=config,
+                       seed=seed, device=device, progress=progress, on_step=None if quiet else status)
 
 
 
 def compare(
     dataset: DatasetOpt = "digits",
     model: ModelOpt = None,
-    forget_spec: ForgetOpt = "random:0.1",
-    methods_arg: Annotated[str, typer.Option("--methods", help="'all' or a comma list of methods.")] = "all",
+    forget_spec: MaybeForgetOpt = None,
+    attribute: AttributeOpt = None,
+    methods_arg: Annotated[str, typer.Option("--methods", help="'all' or a comma list of methods (of the kind that "
+                                             "--forget or --attribute asks for).")] = "all",
     epochs: EpochsOpt = None,
     batch_size: BatchOpt = None,
     lr: LrOpt = None,
@@ -80,13 +96,17 @@ def compare(
 ) -> None:
     """Train an original model, retrain without the forget set, run methods, and rank them against retraining.
 
+    --forget (default random:0.1) compares the methods that remove samples against retrain; --attribute NAME instead
+    compares the methods that remove an attribute against retrain-balanced, by their bias metrics.
+
     On fashion-mnist the original is trained on 10,000 images for 20 epochs by default, so that it memorises.
 
     Random forgetting then has something to remove; --train-size and --epochs override those defaults.
     """
     refuse_overwrite(save, force)  # before the models train
     result = run_compare_cli(dataset, model, forget_spec, methods_arg, seed, data_dir, subjects, train_size, device,
-                          progress, as_json, epochs=epochs, data_option=data_option, batch_size=batch_size, lr=lr)
+                             progress, as_json, epochs=epochs, data_option=data_option, attribute=attribute,
+                             batch_size=batch_size, lr=lr)
     if save_and_emit(result.to_json(), save, as_json, force):
         return
     if markdown:

@@ -49,6 +49,18 @@ ForgetOpt = Annotated[
         help="What to forget: random:F, class:C[,C], ids:1,2|FILE, subjects:1,2|FILE, attribute:NAME=VALUE.",
     ),
 ]
+MaybeForgetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--forget", "-f",
+        help="What to forget: random:F, class:C[,C], ids:1,2|FILE, subjects:1,2|FILE, attribute:NAME=VALUE.",
+    ),
+]
+AttributeOpt = Annotated[
+    str | None,
+    typer.Option("--attribute", help="An attribute of the data to remove or measure, e.g. color (`unlearn datasets` "
+                 "lists each source's attributes)."),
+]
 ProgressOpt = Annotated[
     bool | None, typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal only).")
 ]

@@ -1,8 +1,12 @@
-"""Commands on single models and checkpoints: ``datasets``, ``methods``, ``train``, ``forget``, ``evaluate``.
+"""Commands on single models and checkpoints: ``datasets``, ``methods``, ``train``, ``forget``, ``debias``,
+``evaluate``.
 
     unlearn train --dataset fashion-mnist --model cnn --epochs 3 --out runs/fm/original
     unlearn forget --checkpoint runs/fm/original --forget class:7 --method gradient-ascent --out runs/fm/ga
     unlearn evaluate --checkpoint runs/fm/ga --forget class:7 --reference runs/fm/retrain --json
+    unlearn train --dataset colored-digits --out runs/cd/original
+    unlearn debias --checkpoint runs/cd/original --attribute color --method dfr --out runs/cd/dfr
+    unlearn evaluate --checkpoint runs/cd/dfr --attribute color --reference runs/cd/balanced --json
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import typer
 from rich.markup import escape
 
 from unlearnkit.cli.common import (
+    AttributeOpt,
     BatchOpt,
     DataDirOpt,
     DataOptionOpt,
@@ -24,6 +29,7 @@ from unlearnkit.cli.common import (
     ForgetOpt,
     JsonOpt,
     LrOpt,
+    MaybeForgetOpt,
     ModelOpt,
     OptimOpt,
     ProgressOpt,
@@ -41,6 +47,7 @@ from unlearnkit.cli.common import (
     train_recipe,
     warn,
 )
+from unlearnkit.errors import ConfigError
 
 
 def datasets(as_json: JsonOpt = False) -> None:
@@ -270,11 +277,65 @@ def forget(
 
 
 
+def debias(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The trained model to remove the attribute "
+                                            "from.")],
+    attribute: Annotated[str, typer.Option("--attribute", help="The attribute to remove, e.g. color (`unlearn "
+                                           "datasets` lists each source's attributes).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Where to save the debiased checkpoint.")],
+    method: Annotated[str, typer.Option("--method", help="Attribute-removal method (`unlearn methods`, kind "
+                                        "attribute): retrain-balanced (the reference), dfr, leace, ...")],
+    param: Annotated[
+        list[str], typer.Option("--param", "-p", help="Method hyperparameter KEY=VALUE (repeat).")
+    ] = [],  # noqa: B006
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the method.")] = 0,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint at --out.")] = False,
+    progress: ProgressOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove an attribute's influence (a bias, a spurious feature) from a checkpoint and save the result.
+
+    The data come from the checkpoint; the method trains with its recipe and calibrates on the data's val split.
+    """
+    from unlearnkit.runs import debias_checkpoint, refuse_overwrite, save_debiased
+    from unlearnkit.train import accuracy_on
+
+    refuse_overwrite(out, force)
+    if not as_json:
+        status(f"removing attribute {attribute} from {checkpoint} with {method}")
+    result, ckpt, bundle, train = debias_checkpoint(
+        checkpoint, attribute, method, params=parse_params(param), seed=seed, device=device, data_dir=data_dir,
+        progress=progress,
+    )
+    sidecar = save_debiased(out, result, attribute, train, ckpt)
+    summary = {
+        "checkpoint": str(sidecar.with_suffix("")), "method": result.method, "config": result.config,
+        "attribute": attribute, "seed": seed, "n_train": len(train), "seconds": round(result.seconds, 4),
+        "notes": result.notes, **result.info,
+        "test_accuracy": round(accuracy_on(result.model, bundle.test), 6),
+    }
+    if as_json:
+        return emit_json(summary)
+    out_console.print(
+        f"saved {summary['checkpoint']}: {result.method} removed attribute {attribute!r} in {result.seconds:.2f}s "
+        f"({len(train)} training samples); test accuracy {summary['test_accuracy']:.4f} (`unlearn evaluate "
+        f"--attribute {attribute}` for the bias metrics)",
+        markup=False, soft_wrap=True,
+    )
+    for note in result.notes:
+        out_console.print(f"  note: {note}", markup=False, soft_wrap=True)
+
+
+
 def evaluate(
     checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The model to judge.")],
-    forget_spec: ForgetOpt,
+    forget_spec: MaybeForgetOpt = None,
+    attribute: AttributeOpt = None,
     reference: Annotated[
-        str | None, typer.Option("--reference", "-r", help="Retrained checkpoint to compare against.")
+        str | None, typer.Option("--reference", "-r", help="Reference checkpoint to compare against (retrain for "
+                                 "--forget, retrain-balanced for --attribute).")
     ] = None,
     original: Annotated[
         str | None, typer.Option("--original", help="The checkpoint before unlearning: adds the weight distance to it.")
@@ -292,27 +353,69 @@ def evaluate(
     force: Annotated[bool, typer.Option("--force", help="Replace the --per-sample file if it exists.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure forget/retain/test accuracy and membership inference, and the gap to a retrained reference."""
+    """Measure forget/retain/test accuracy and membership inference (--forget), or bias metrics (--attribute), and
+    the gap to a reference."""
     from unlearnkit.files import refuse_overwrite, write_json_atomic
-    from unlearnkit.runs import evaluate_checkpoint
+    from unlearnkit.runs import evaluate_run
 
+    if per_sample and forget_spec is None:
+        raise ConfigError("--per-sample writes per-sample forgetting values; add --forget SPEC")
     refuse_overwrite(per_sample, force)  # before the evaluation runs
-    report, split, warnings = evaluate_checkpoint(
-        checkpoint, forget_spec, reference=reference, original=original, relearn=relearn, seed=seed, device=device,
-        data_dir=data_dir,
+    result = evaluate_run(
+        checkpoint, forget=forget_spec, attribute=attribute, reference=reference, original=original, relearn=relearn,
+        seed=seed, device=device, data_dir=data_dir,
     )
-    for warning in warnings:
+    for warning in result.warnings:
         warn(warning)
-    if per_sample:
+    report, split = result.report, result.split
+    if per_sample and report is not None:
         full = report.to_json(per_sample=True)
         write_json_atomic(per_sample, {
             **full["per_sample"], "had_reference": full["had_reference"], "not_computed": full["not_computed"],
         }, force=force, indent=None)
     if as_json:
-        return emit_json(report.to_json())
+        return emit_json(result.to_json())
     if markdown:
-        sys.stdout.write(report.to_markdown())
+        if report is not None:
+            sys.stdout.write(report.to_markdown())
+        if result.bias is not None:
+            sys.stdout.write(("\n" if report is not None else "") + _bias_markdown(result.bias))
         return
-    title = f"{escape(checkpoint)} / forget {escape(split.spec)} ({len(split.forget)} samples)"
-    out_console.print(report.rich_table(title=title))
+    if report is not None:
+        title = f"{escape(checkpoint)} / forget {escape(split.spec)} ({len(split.forget)} samples)"
+        out_console.print(report.rich_table(title=title))
+    if result.bias is not None:
+        out_console.print(_bias_table(result.bias, f"{escape(checkpoint)} / attribute {escape(attribute)}"))
 
+
+def _bias_cells(bias: dict) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of a bias report (:func:`unlearnkit.evaluation.bias_report`'s dict): one row per key, the
+    reference's value and the gap beside it when there is a reference."""
+    from unlearnkit.evaluation import BIAS_KEYS
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    with_ref = "reference" in bias
+    headers = ["metric", "value", *(["reference", "gap"] if with_ref else [])]
+    rows = [[key, cell(bias["bias"][key]),
+             *([cell(bias["reference"][key]), cell(bias["gap"].get(key))] if with_ref else [])] for key in BIAS_KEYS]
+    return headers, rows
+
+
+def _bias_table(bias: dict, title: str):
+    from rich.table import Table
+
+    headers, rows = _bias_cells(bias)
+    table = Table(title=title)
+    for h in headers:
+        table.add_column(h, justify="left" if h == "metric" else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _bias_markdown(bias: dict) -> str:
+    headers, rows = _bias_cells(bias)
+    lines = ["| " + " | ".join(headers) + " |", "|---" + "|---:" * (len(headers) - 1) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
