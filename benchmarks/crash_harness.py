@@ -219,6 +219,7 @@ def prepare_shared(shared: Path) -> None:
 @dataclass
 class Tally:
     kills: int = 0
+    at_points: int = 0  # of the kills, those at a crash point (the rest: timer kills of the process group)
     rounds: int = 0
     refused: list[str] = field(default_factory=list)
     unequal: list[str] = field(default_factory=list)
@@ -229,7 +230,8 @@ class Tally:
         return not (self.refused or self.unequal or self.leftover)
 
     def line(self, name: str) -> str:
-        return (f"{name:14s} kills {self.kills:3d}  rounds {self.rounds:2d}  refused {len(self.refused)}  "
+        return (f"{name:14s} kills {self.kills:3d} ({self.at_points:2d} at crash points)  rounds {self.rounds:2d}  "
+                f"refused {len(self.refused)}  "
                 f"unequal {len(self.unequal)}  leftovers {len(self.leftover)}")
 
 
@@ -254,13 +256,15 @@ def crash_round(scenario: Scenario, folder: Path, shared: Path, rng: random.Rand
     tally.rounds += 1
     done = False
     for _ in range(max_kills):
-        if scenario.crash_points and rng.random() < 0.5:
+        at_point = bool(scenario.crash_points) and rng.random() < 0.5
+        if at_point:
             point = rng.choice(scenario.crash_points)
             out = run_command(argv, folder, crash_at=f"{point}:{rng.randint(1, 4)}")
         else:
             out = run_command(argv, folder, kill_after=rng.uniform(0.15, 1.0) * duration)
         if out.killed:
             tally.kills += 1
+            tally.at_points += at_point
             continue
         if out.rc != 0:
             tally.refused.append(f"{folder.name}: exit {out.rc}: {out.tail}")
@@ -318,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in tally.refused + tally.unequal + tally.leftover:
             print(f"    {problem}")
         total.kills += tally.kills
+        total.at_points += tally.at_points
         total.rounds += tally.rounds
         total.refused += tally.refused
         total.unequal += tally.unequal
