@@ -58,6 +58,9 @@ def run_seed(dataset: str, rho: float, seed: int, train_size: int | None, method
                      **bias_report(result.model, bundle, attribute, seed=seed)["bias"]})
     variants = [(m, {}) for m in methods] + ([(m, {"stabilise": False}) for m in methods if m == "grl"]
                                              if stability else [])
+    for row in rows:
+        print(f"  seed {seed} {row['method']}: {row['seconds']:.1f}s, unbiased {row['unbiased_accuracy']:.4f}",
+              file=sys.stderr, flush=True)
     for method, params in variants:
         result = remove_attribute(original, bundle, attribute, method, train_config=recipe, seed=seed,
                                   progress=False, **params)
