@@ -474,5 +474,5 @@ def test_parity_gaps_without_fairlearn_name_the_extra(monkeypatch, function):
     monkeypatch.delitem(sys.modules, "fairlearn.metrics")
     call = {"demographic_parity_difference": lambda: demographic_parity_difference([0, 1], [0, 1]),
             "equalized_odds_difference": lambda: equalized_odds_difference([0, 1], [0, 1], [0, 1])}[function]
-    with pytest.raises(ConfigError, match=rf"^{function} needs fairlearn: pip install 'unlearnkit\[fairness\]'"):
+    with pytest.raises(ConfigError, match=rf"^{function} needs fairlearn: pip install 'unlearnkit\[bias\]'"):
         call()
