@@ -1,6 +1,6 @@
 """Safe file writes: every file unlearnkit writes goes through this module.
 
-A write goes to a temporary file beside its target (``.NAME.tmp-XXXXXXXX``), is flushed to disk (``fsync``) and
+A write goes to a temporary file beside its target (``.NAME.tmp-PID-XXXXXXXX``), is flushed to disk (``fsync``) and
 renamed over the target with ``os.replace``, which is atomic: at every instant the target holds either its old
 content or the new one, whole, never a mix or a truncated file. The folder is synced after the rename, so the
 new name survives a power cut. Readers ignore the temporary names; a crash leaves at most such a file behind,
