@@ -132,21 +132,7 @@ def unlearn(
         checkpoint=None if checkpoint is None else Path(checkpoint),
     )
     instance = instance.for_task(task)  # auto defaults follow what is forgotten (classes or samples)
-    original_mode = model.training
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        new_model = instance.run(task)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    seconds = time.perf_counter() - start
-    model.train(original_mode)
-    if new_model is model:
-        raise RuntimeError(f"method {instance.name!r} returned the input model; methods must work on a copy")
-    return UnlearnResult(
-        model=new_model.eval(), method=instance.name, config=instance.resolved_config(), seconds=seconds,
-        seed=seed, notes=list(task.notes), info=dict(task.info),
-    )
+    return _run(instance, task)
 
 
 def remove_attribute(
@@ -208,6 +194,13 @@ def remove_attribute(
     task = AttributeTask(model=model, train=train, attribute=attribute, train_config=train_config or TrainConfig(),
                          device=dev, seed=seed, budget=budget, val=val, progress=progress,
                          checkpoint=None if checkpoint is None else Path(checkpoint), counterfactual=counterfactual)
+    return _run(instance, task)
+
+
+def _run(instance: Method, task: UnlearnTask | AttributeTask) -> UnlearnResult:
+    """Run a configured method on its task, seeded and timed; the input model keeps its mode and is never returned.
+    Shared by :func:`unlearn` and :func:`remove_attribute`."""
+    model, dev, seed = task.model, task.device, task.seed
     original_mode = model.training
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
