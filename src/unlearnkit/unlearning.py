@@ -111,15 +111,7 @@ def unlearn(
             the files training saved beside it.
         **config: the method's hyperparameters (see ``Method.params()``).
     """
-    if isinstance(method, Method):
-        if config:
-            raise ConfigError("pass hyperparameters either in the Method instance or as keywords, not both")
-        instance = method
-    else:
-        instance = get_method(method)(**config)
-    if instance.kind != "samples":
-        advice = KIND_ADVICE.get(instance.kind, "unlearn() runs only methods that remove samples (kind 'samples')")
-        raise ConfigError(f"method {instance.name!r} is of kind {instance.kind!r}: {advice}")
+    instance = _configured(method, config, "samples")
     if len(split.forget) == 0 or len(split.retain) == 0:
         raise ConfigError("the split needs a non-empty forget set and a non-empty retain set; check the forget spec")
     if instance.requires and checkpoint is None:
@@ -178,15 +170,7 @@ def remove_attribute(
         val = data.val
     if counterfactual is None and isinstance(data, DatasetBundle):
         counterfactual = data.counterfactual
-    if isinstance(method, Method):
-        if config:
-            raise ConfigError("pass hyperparameters either in the Method instance or as keywords, not both")
-        instance = method
-    else:
-        instance = get_method(method)(**config)
-    if instance.kind != "attribute":
-        advice = KIND_ADVICE.get(instance.kind, "remove_attribute() runs only methods of kind 'attribute'")
-        raise ConfigError(f"method {instance.name!r} is of kind {instance.kind!r}: {advice}")
+    instance = _configured(method, config, "attribute")
     check_attribute(train, attribute)
     if val is not None and attribute not in val.attributes:
         raise ConfigError(f"the validation data has no attribute {attribute!r}; pass val data with it, or none")
@@ -195,6 +179,21 @@ def remove_attribute(
                          device=dev, seed=seed, budget=budget, val=val, progress=progress,
                          checkpoint=None if checkpoint is None else Path(checkpoint), counterfactual=counterfactual)
     return _run(instance, task)
+
+
+def _configured(method: str | Method, config: dict, kind: str) -> Method:
+    """The method to run: a registered name configured with ``config``, or an instance (then ``config`` must be
+    empty); refused in one line, with :data:`KIND_ADVICE`, when it is not of ``kind``."""
+    if isinstance(method, Method):
+        if config:
+            raise ConfigError("pass hyperparameters either in the Method instance or as keywords, not both")
+        instance = method
+    else:
+        instance = get_method(method)(**config)
+    if instance.kind != kind:
+        advice = KIND_ADVICE.get(instance.kind, f"this entry point runs only methods of kind {kind!r}")
+        raise ConfigError(f"method {instance.name!r} is of kind {instance.kind!r}: {advice}")
+    return instance
 
 
 def _run(instance: Method, task: UnlearnTask | AttributeTask) -> UnlearnResult:
