@@ -27,6 +27,15 @@ from tqdm.auto import tqdm
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError, TrainingDivergedError, UnlearnError
+from unlearnkit.models.multitask import (
+    MASKED,
+    is_multitask,
+    multitask_loss,
+    parse_task_weights,
+    task_correct,
+    task_targets,
+    task_weight_vector,
+)
 from unlearnkit.params import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Interval, Options, Params, param
 
 OPTIMIZERS = ("sgd", "adam")
@@ -55,9 +64,19 @@ class TrainConfig(Params):
     weight_decay: float = param(5e-4, NON_NEGATIVE)
     schedule: str = param("cosine", Options(*SCHEDULES))
     seed: int = 0
+    # multi-task models: each task's weight in the summed loss, "NAME=W,NAME=W" (unnamed tasks weigh 1; "" all 1)
+    task_weights: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.task_weights:
+            parse_task_weights(self.task_weights)  # a malformed string fails here, in one line
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.task_weights:  # single-task recipes keep the sidecars (and cache keys) they always had
+            del out["task_weights"]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -113,13 +132,30 @@ def batches(
     generator: torch.Generator | None = None,
     shuffle: bool = True,
     with_ids: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> Iterator[tuple[torch.Tensor, ...]]:
-    """(x, y) mini-batches in a seeded order, (x, y, ids) with ``with_ids``; ``generator`` decides the shuffle."""
+    """(x, y) mini-batches in a seeded order, (x, y, ids) with ``with_ids``; ``generator`` decides the shuffle.
+    ``labels`` (one row per sample, e.g. a multi-task label matrix) replaces ``y`` in the batches."""
     n = len(dataset)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    y_all = dataset.y if labels is None else labels
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        yield (dataset.x[idx], dataset.y[idx], dataset.ids[idx]) if with_ids else (dataset.x[idx], dataset.y[idx])
+        yield (dataset.x[idx], y_all[idx], dataset.ids[idx]) if with_ids else (dataset.x[idx], y_all[idx])
+
+
+def training_labels(model: nn.Module, dataset: IndexedDataset) -> torch.Tensor:
+    """What ``model`` learns ``dataset`` from: ``y``, or for a multi-task model the label matrix (masks kept)."""
+    return task_targets(model, dataset) if is_multitask(model) else dataset.y
+
+
+def supervised_loss(model: nn.Module, logits: torch.Tensor, y: torch.Tensor, config: TrainConfig | None = None
+                    ) -> torch.Tensor:
+    """Cross-entropy; for a multi-task model the recipe-weighted sum of its tasks' losses over unmasked labels."""
+    if is_multitask(model):
+        weights = task_weight_vector(model, config.task_weights) if config and config.task_weights else None
+        return multitask_loss(model, logits, y, weights)
+    return F.cross_entropy(logits, y)
 
 
 def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -184,6 +220,9 @@ def fit(
         return fit_to_optimum(model, dataset, config, device=device, should_stop=should_stop)
     dev = resolve_device(device)
     model.to(dev).train()
+    labels = training_labels(model, dataset)
+    if is_multitask(model) and config.task_weights:
+        task_weight_vector(model, config.task_weights)  # a task the model lacks fails before the first step
     gen = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
     optimizer = make_optimizer(model.parameters(), config)
@@ -196,12 +235,12 @@ def fit(
             total, count = 0.0, 0
             # ids ride along (same draws, same order) only for after_step
             for i, (x, y, *ids) in enumerate(batches(dataset, config.batch_size, generator=gen,
-                                                     with_ids=after_step is not None)):
+                                                     with_ids=after_step is not None, labels=labels)):
                 if should_stop is not None and should_stop():
                     bar.close()
                     return model.eval()
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                loss = F.cross_entropy(model(x), y)
+                loss = supervised_loss(model, model(x), y, config)
                 check_finite(loss, f"at epoch {epoch + 1} of {description}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -251,10 +290,18 @@ def predict_logits(
 def accuracy_on(
     model: nn.Module, dataset: IndexedDataset, *, device: str | torch.device | None = None
 ) -> float:
-    """Fraction of ``dataset`` that ``model`` classifies correctly."""
+    """Fraction of ``dataset`` that ``model`` classifies correctly; for a multi-task model, of its unmasked
+    (sample, task) labels."""
     if len(dataset) == 0:
         return float("nan")
     logits = predict_logits(model, dataset, device=device)
+    if is_multitask(model):
+        targets = task_targets(model, dataset)
+        valid = targets != MASKED
+        if not bool(valid.any()):
+            return float("nan")
+        correct = torch.stack(list(task_correct(model, logits, targets).values()), dim=1)
+        return float(correct[valid].float().mean())
     return float((logits.argmax(1) == dataset.y).float().mean())
 
 
@@ -283,6 +330,8 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
 
 def _vmap_obstacle(model: nn.Module) -> str | None:
     """Why ``model`` cannot be trained under ``vmap`` exactly as ``fit`` trains it, or None if it can."""
+    if is_multitask(model):
+        return "a multi-task model trains on a label matrix with masked labels, which the stacked trainer lacks"
     for name, module in model.named_modules():
         # BatchNorm updates its running statistics in place during training; vmap would have to batch that
         # in-place buffer update, and torch.func's documented remedy (dropping the running stats) would

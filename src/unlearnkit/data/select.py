@@ -8,12 +8,17 @@ Spec grammar (one scenario per spec):
     subjects:17,42 | subjects:FILE
                           every sample owned by these data subjects
     attribute:NAME=VALUE  every sample whose attribute NAME equals VALUE
+
+On multi-task data (``IndexedDataset.tasks``) a suffix ``@TASK[,TASK]`` scopes the deletion to those tasks
+(partial-task forgetting: ``random:0.05@left``): the samples are forgotten for the named tasks only, and their
+labels for the other tasks stay training data. ``class:C`` selects by the first task's label (``y``). Without a
+suffix, or when the suffix names every task, the samples are forgotten for every task (full-task forgetting).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,7 @@ from unlearnkit.data.dataset import IndexedDataset, _missing_message
 from unlearnkit.errors import DataError
 
 KINDS = ("random", "class", "ids", "subjects", "attribute")
+MASKED = -1  # a task label removed by a partial-task deletion (unlearnkit.models.multitask uses the same value)
 
 
 @dataclass
@@ -33,10 +39,36 @@ class ForgetSplit:
     retain: IndexedDataset
     spec: str
     seed: int
+    # the tasks the samples are forgotten for (multi-task data, ``SPEC@TASK[,TASK]``); empty: every task
+    tasks: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def kind(self) -> str:
         return self.spec.split(":", 1)[0]
+
+    @property
+    def partial(self) -> bool:
+        """True when the samples are forgotten for some of the data's tasks only (partial-task forgetting)."""
+        return bool(self.tasks) and set(self.tasks) != set(self.forget.tasks)
+
+    def other_tasks(self) -> tuple[str, ...]:
+        """The tasks the forget samples keep (empty unless partial)."""
+        return tuple(t for t in self.forget.tasks if t not in self.tasks) if self.partial else ()
+
+    def scoped_tasks(self) -> tuple[str, ...]:
+        """The tasks the samples are forgotten for: the scope, or every task of the data."""
+        return tuple(self.tasks) if self.tasks else tuple(self.forget.tasks)
+
+    def remaining(self) -> IndexedDataset:
+        """Everything a model may still learn from: the retain set, plus, in partial-task forgetting, the forget
+        samples with their scoped tasks' labels set to ``MASKED`` (what the exact reference trains on)."""
+        if not self.partial:
+            return self.retain
+        return concat(self.retain, mask_tasks(self.forget, self.tasks))
+
+    def forget_targets(self) -> IndexedDataset:
+        """The forget samples with only the labels to forget: the other tasks' labels ``MASKED`` (partial)."""
+        return mask_tasks(self.forget, self.other_tasks()) if self.partial else self.forget
 
     @property
     def forget_ids(self) -> torch.Tensor:
@@ -50,6 +82,42 @@ class ForgetSplit:
         """sha256 of the sorted forget ids: records *which* samples were forgotten without listing them."""
         ids = np.sort(self.forget.ids.numpy())
         return hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()
+
+
+def mask_tasks(data: IndexedDataset, tasks: tuple[str, ...] | list[str]) -> IndexedDataset:
+    """A copy of ``data`` whose labels for ``tasks`` are all ``MASKED`` (features and ids shared, not copied)."""
+    out = data.subset(torch.arange(len(data)))
+    out.tasks = {name: torch.full_like(labels, MASKED) if name in tasks else labels
+                 for name, labels in out.tasks.items()}
+    return out
+
+
+def concat(a: IndexedDataset, b: IndexedDataset) -> IndexedDataset:
+    """The rows of ``a`` then those of ``b`` (same columns; ids must not overlap)."""
+    if set(a.tasks) != set(b.tasks) or set(a.attributes) != set(b.attributes) or \
+            (a.subjects is None) != (b.subjects is None):
+        raise DataError("cannot join datasets with different columns; build both parts from one dataset")
+    return IndexedDataset(
+        x=torch.cat([a.x, b.x]), y=torch.cat([a.y, b.y]), ids=torch.cat([a.ids, b.ids]),
+        num_classes=a.num_classes,
+        subjects=None if a.subjects is None else torch.cat([a.subjects, b.subjects]),
+        attributes={k: torch.cat([v, b.attributes[k]]) for k, v in a.attributes.items()},
+        tasks={k: torch.cat([v, b.tasks[k]]) for k, v in a.tasks.items()},
+        origin=a.origin,
+    )
+
+
+def split_scope(spec: str) -> tuple[str, tuple[str, ...]]:
+    """``"random:0.1@left,same"`` -> ``("random:0.1", ("left", "same"))``; no suffix: ``(spec, ())``."""
+    if not isinstance(spec, str) or "@" not in spec:
+        return spec, ()
+    base, scope = spec.rsplit("@", 1)
+    tasks = tuple(t.strip() for t in scope.split(",") if t.strip())
+    if not tasks:
+        raise DataError(f"forget spec {spec!r} has nothing after '@'; name the tasks, e.g. random:0.05@left")
+    if len(set(tasks)) != len(tasks):
+        raise DataError(f"forget spec {spec!r} names a task twice; list each task once")
+    return base, tasks
 
 
 def _parse_int_list(text: str, what: str) -> list[int]:
@@ -93,7 +161,8 @@ def select(train: IndexedDataset, spec: str, seed: int = 0) -> ForgetSplit:
 
     Raises:
         DataError: a malformed spec, unknown classes/ids/subjects, an empty forget set, or a forget set
-            that is the whole training set.
+            that is the whole training set; a ``@TASK`` scope on data without tasks, or naming a task the data
+            lacks.
 
     Example:
         >>> from unlearnkit.data import load_dataset
@@ -101,6 +170,15 @@ def select(train: IndexedDataset, spec: str, seed: int = 0) -> ForgetSplit:
         >>> int(split.forget.y.unique())
         3
     """
+    spec, tasks = split_scope(spec)
+    if tasks:
+        if not train.tasks:
+            raise DataError(f"forget spec scope @{','.join(tasks)} needs multi-task data, and this dataset has no "
+                            "tasks; drop the @TASK suffix (or use a multi-task source such as multi-digits)")
+        unknown = [t for t in tasks if t not in train.tasks]
+        if unknown:
+            raise DataError(f"task(s) {', '.join(repr(t) for t in unknown)} not in this dataset (its tasks: "
+                            f"{', '.join(train.tasks)}); scope the spec with those, e.g. @{next(iter(train.tasks))}")
     if not isinstance(spec, str) or ":" not in spec:
         kinds = ", ".join(k + ":..." for k in KINDS)
         raise DataError(f"forget spec {spec!r} lacks a kind; use one of {kinds}")
@@ -175,4 +253,6 @@ def select(train: IndexedDataset, spec: str, seed: int = 0) -> ForgetSplit:
             f"forget spec {spec!r} selects all {n} training samples; nothing would remain - "
             "train a new model instead"
         )
-    return ForgetSplit(forget=train.subset(mask), retain=train.subset(~mask), spec=f"{kind}:{arg}", seed=seed)
+    scope = "@" + ",".join(tasks) if tasks else ""
+    return ForgetSplit(forget=train.subset(mask), retain=train.subset(~mask), spec=f"{kind}:{arg}{scope}", seed=seed,
+                       tasks=tasks)

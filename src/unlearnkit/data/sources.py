@@ -167,11 +167,17 @@ class DataSource:
     # names of the per-sample attributes (IndexedDataset.attributes) every split of this source carries, declared
     # so that listings and attribute removal can name them without loading the data; tabular's come from --attribute
     attributes: tuple[str, ...] = ()
+    # the label columns of a multi-task source (IndexedDataset.tasks), in order, each with its class count: what a
+    # multi-task model's heads are built from (the first task is also the split's ``y``); empty: single-task
+    tasks: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         names = [o.name for o in self.options]
         if len(set(names)) != len(names):
             raise ValueError(f"data source {self.name!r} declares an option twice: {names}")
+        task_names = [t for t, _ in self.tasks]
+        if len(set(task_names)) != len(task_names) or any(int(c) < 2 for _, c in self.tasks):
+            raise ValueError(f"data source {self.name!r}: tasks need distinct names and >= 2 classes each")
 
 
 SOURCES: Registry[DataSource] = Registry("dataset", listing="unlearn datasets")

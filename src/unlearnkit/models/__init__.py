@@ -1,4 +1,4 @@
-"""Architectures by name and checkpoint save/load (safetensors + JSON sidecar)."""
+"""Architectures by name (incl. multi-head multi-task models) and checkpoint save/load (safetensors + JSON sidecar)."""
 
 from unlearnkit.models.architectures import penultimate
 from unlearnkit.models.checkpoint import (

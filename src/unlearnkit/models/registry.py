@@ -21,6 +21,7 @@ from unlearnkit.models.architectures import (
     ResNet18,
     ShardEnsemble,
 )
+from unlearnkit.models.multitask import MultiTaskNet
 from unlearnkit.registry import Registry
 
 
@@ -48,6 +49,10 @@ register_model(
     "cnn", CNN, "small conv net: 2 conv blocks + 2 linear, no batch norm (28x28, 32x32, 8x8 inputs)"
 )
 register_model("resnet18", ResNet18, "CIFAR-style ResNet-18 (3x3 stem, batch norm)")
+register_model("mtl-mlp", MultiTaskNet.mlp, "multi-task mlp: a shared trunk (hidden=(256, 128)) and one head per "
+               "task of a multi-task source (tasks from the data)")
+register_model("mtl-cnn", MultiTaskNet.cnn, "multi-task cnn: the cnn's conv blocks and hidden layer shared, one head "
+               "per task of a multi-task source (tasks from the data)")
 
 
 def _shard_ensemble(input_shape: tuple[int, ...], num_classes: int, member: str = "mlp",
