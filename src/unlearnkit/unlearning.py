@@ -29,6 +29,8 @@ from unlearnkit.data.select import ForgetSplit
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import AttributeTask, Budget, Method, UnlearnTask, get_method
+from unlearnkit.methods.base import multitask_methods
+from unlearnkit.models.multitask import check_tasks, is_multitask, task_targets
 from unlearnkit.train import TrainConfig
 
 # Why an entry point refuses a method of another kind, and what runs it instead.
@@ -114,6 +116,7 @@ def unlearn(
     instance = _configured(method, config, "samples")
     if len(split.forget) == 0 or len(split.retain) == 0:
         raise ConfigError("the split needs a non-empty forget set and a non-empty retain set; check the forget spec")
+    check_multitask(model, split, instance)
     if instance.requires and checkpoint is None:
         raise ConfigError(f"method {instance.name!r} needs {instance.requires}; pass its path as checkpoint= "
                           "(the CLI's --checkpoint does this)")
@@ -215,6 +218,21 @@ def _run(instance: Method, task: UnlearnTask | AttributeTask) -> UnlearnResult:
         model=new_model.eval(), method=instance.name, config=instance.resolved_config(), seconds=seconds,
         seed=seed, notes=list(task.notes), info=dict(task.info),
     )
+
+
+def check_multitask(model: nn.Module, split: ForgetSplit, method: Method) -> None:
+    """Refuse, in one line: a ``@TASK`` scope on a single-task model, a scope naming a task the model lacks, a
+    multi-task model's data without its tasks, or a method that does not serve multi-task models."""
+    if not is_multitask(model):
+        if split.tasks:
+            raise ConfigError(f"forget spec {split.spec!r} scopes tasks, but this model has a single task; drop the "
+                              "@TASK suffix, or train a multi-task model (--model mtl-mlp or mtl-cnn)")
+        return
+    check_tasks(model, split.tasks)
+    task_targets(model, split.forget)  # the data carries every task of the model
+    if not method.multitask:
+        raise ConfigError(f"method {method.name!r} does not serve multi-task models; use one of: "
+                          f"{', '.join(multitask_methods())}")
 
 
 def check_attribute(data: IndexedDataset, attribute: str) -> None:

@@ -1,8 +1,9 @@
-"""Data with identities: datasets, sources by name (incl. derived sources with a bias attribute), forget-set
-selection."""
+"""Data with identities: datasets, sources by name (incl. derived sources with a bias attribute and multi-task
+sources), forget-set selection."""
 
-# imported for its registrations: colored-digits, colored-fashion-mnist and biased-tabular join SOURCES
-from unlearnkit.data import biased  # noqa: F401
+# imported for their registrations: colored-digits, colored-fashion-mnist and biased-tabular (biased), and
+# multi-fashion-mnist, multi-digits and fashion-mnist-tasks (multitask) join SOURCES
+from unlearnkit.data import biased, multitask  # noqa: F401
 from unlearnkit.data.dataset import DatasetBundle, DataSpec, IndexedDataset
 from unlearnkit.data.select import ForgetSplit, select
 from unlearnkit.data.sources import (

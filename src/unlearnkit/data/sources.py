@@ -16,6 +16,12 @@ Derived sources with a bias attribute (unlearnkit.data.biased, registered when `
     colored-fashion-mnist   the same on Fashion-MNIST (28x28)
     biased-tabular          synthetic features and a binary ``sensitive`` attribute that agrees with the label
 
+Multi-task sources (unlearnkit.data.multitask, registered alike; their splits carry ``IndexedDataset.tasks``):
+
+    multi-fashion-mnist     two Fashion-MNIST items in one 28x28 image (MultiMNIST-style): tasks left, right, same
+    multi-digits            the same with two digits in one 12x12 image, embedded
+    fashion-mnist-tasks     plain Fashion-MNIST with tasks class and group (4 coarse groups)
+
 A source may declare options (:class:`DataOption`: name, type, default, help, valid range or choices), set with
 ``load_dataset(name, data_options={...})`` or ``--data-option KEY=VALUE``. :func:`check_data_options` validates and
 coerces them against the declarations and fills the defaults; the bundle records them in ``bundle.options`` so a

@@ -194,6 +194,10 @@ class Method(ABC):
     # --record-updates". Such methods read training-time files beside ``task.checkpoint``; unlearn() refuses
     # them without a checkpoint path, and they have their own test modules instead of the conformance suite.
     requires: ClassVar[str | None] = None
+    # Serves multi-task models (unlearnkit.models.multitask): applies its losses to the scoped tasks' labels of the
+    # forget samples and keeps every label that remains (ForgetSplit.forget_targets / remaining). False: unlearn()
+    # refuses a multi-task model in one line.
+    multitask: ClassVar[bool] = False
     # Hyperparameter name -> range for `unlearn tune` (unlearnkit.methods.space: Float, Int, Choice); declared
     # next to each Config. Empty: nothing to tune (retrain).
     search_space: ClassVar[dict[str, Space]] = {}
@@ -351,6 +355,11 @@ def register(cls: type[Method]) -> type[Method]:
 
 def get_method(name: str) -> type[Method]:
     return METHODS.get(name)
+
+
+def multitask_methods() -> list[str]:
+    """The registered names of the methods that serve multi-task models, in registration order."""
+    return [name for name, cls in METHODS.items() if cls.multitask]
 
 
 def methods_of_kind(kind: str) -> list[str]:

@@ -19,6 +19,7 @@ class Finetune(Method):
                "whole class: a few epochs keep its accuracy near 1")
     reference = "Warnecke et al., NDSS 2023; the FT baseline of Jia et al., NeurIPS 2023 (Unlearn-Sparse)"
     needs_forget = False
+    multitask = True  # fine-tunes on every label that remains (split.remaining())
     # retain-only epochs barely touch a forgotten class: forget accuracy 1.000 on every digits model (the defaults
     # suite, docs/results/defaults/digits-before.md, 2 epochs at 0.4x): held to its random/subject claim only.
     forgets_classes = False
@@ -42,6 +43,6 @@ class Finetune(Method):
 
     def run(self, task: UnlearnTask) -> nn.Module:
         model = task.clone_model()
-        return descend(model, task.split.retain, task, epochs=self.config.epochs,
+        return descend(model, task.split.remaining(), task, epochs=self.config.epochs,
                        lr=task.train_config.lr * self.config.lr_scale, schedule=self.config.schedule,
                        desc="finetune")

@@ -19,14 +19,13 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.methods.base import ByTarget, Method, UnlearnTask, register
-from unlearnkit.methods.loops import cycle, descend, forget_target
+from unlearnkit.methods.loops import batch_accuracy, cycle, descend, forget_target
 from unlearnkit.methods.space import Float, Int
 from unlearnkit.params import AT_LEAST_ONE, AT_LEAST_ZERO, NON_NEGATIVE, POSITIVE, Interval, Params, param
-from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer
+from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer, supervised_loss, training_labels
 
 
 @register
@@ -34,6 +33,7 @@ class GradientAscent(Method):
     name = "gradient-ascent"
     summary = "ascend the forget loss (G' = -G), clipped, with an early stop at the retrained accuracy level"
     reference = "Thudi et al., EuroS&P 2022 (unrolling SGD); Graves et al., AAAI 2021; NegGrad in Kurmanji et al. 2023"
+    multitask = True  # ascends the scoped tasks' losses only; the repair descends every label that remains
 
     # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
     search_space = {
@@ -77,45 +77,49 @@ class GradientAscent(Method):
         cfg = self.config
         model = task.clone_model()
         target = self.target_accuracy(task)
-        if target is not None and accuracy_on(model, task.split.forget, device=task.device) <= target:
+        forget = task.split.forget_targets()
+        if target is not None and accuracy_on(model, forget, device=task.device) <= target:
             task.note("forget accuracy already at the target: model unchanged")
             return model.eval()
         self.ascend(model, task, target)
         # repair epochs on the retain set, each followed by a fresh ascent if the repair brought some of the forget
         # set back above the target (the shared features still encode it): the result ends at the target
         for r in range(cfg.repair_epochs or 0):
-            descend(model, task.split.retain, task, epochs=1, lr=task.train_config.lr * cfg.repair_lr_scale,
+            descend(model, task.split.remaining(), task, epochs=1, lr=task.train_config.lr * cfg.repair_lr_scale,
                     stream=2 + r, desc="gradient-ascent repair")
-            if target is not None and accuracy_on(model, task.split.forget, device=task.device) > target:
+            if target is not None and accuracy_on(model, forget, device=task.device) > target:
                 self.ascend(model, task, target)
         return model.eval()
 
     def ascend(self, model: nn.Module, task: UnlearnTask, target: float | None) -> None:
         """Ascend the forget loss (plus the optional retain term) until forget accuracy is at ``target``."""
         cfg = self.config
-        forget, retain = task.split.forget, task.split.retain
+        forget, retain = task.split.forget_targets(), task.split.remaining()
         batch_size = task.train_config.batch_size
         steps_per_epoch = math.ceil(len(forget) / batch_size)
         check_every = max(1, steps_per_epoch // cfg.checks_per_epoch)
         params = list(model.parameters())
         optimizer = make_optimizer(params, task.train_config, lr=task.train_config.lr * cfg.lr_scale)
-        retain_stream = cycle(retain, batch_size, task.generator(1)) if cfg.retain_weight > 0 else None
+        retain_stream = cycle(retain, batch_size, task.generator(1), training_labels(model, retain)) \
+            if cfg.retain_weight > 0 else None
+        forget_labels = training_labels(model, forget)
         gen = task.generator(0)
         step = 0
         for epoch in range(task.epochs(cfg.epochs)):
-            for x, y in batches(forget, batch_size, generator=gen):
+            for x, y in batches(forget, batch_size, generator=gen, labels=forget_labels):
                 if task.out_of_time():
                     return
                 model.train()
                 x, y = x.to(task.device), y.to(task.device)
                 logits = model(x)
-                loss = -F.cross_entropy(logits, y)  # G' = -G on the forget loss
+                loss = -supervised_loss(model, logits, y, task.train_config)  # G' = -G on the forget loss
                 # the batch's accuracy before this step is free; a whole-set check costs several steps, so
                 # it runs only once this batch is at the target (or on the fixed schedule)
-                batch_at_target = target is not None and (logits.argmax(1) == y).float().mean().item() <= target
+                batch_at_target = target is not None and batch_accuracy(model, logits, y) <= target
                 if retain_stream is not None:
                     rx, ry = next(retain_stream)
-                    loss = loss + cfg.retain_weight * F.cross_entropy(model(rx.to(task.device)), ry.to(task.device))
+                    loss = loss + cfg.retain_weight * supervised_loss(model, model(rx.to(task.device)),
+                                                                      ry.to(task.device), task.train_config)
                 check_finite(loss, f"in gradient ascent at epoch {epoch + 1}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

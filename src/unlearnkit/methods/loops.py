@@ -14,14 +14,38 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from unlearnkit.data.dataset import IndexedDataset
+from unlearnkit.data.select import MASKED
 from unlearnkit.methods.base import UnlearnTask
-from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer, make_schedule, show_progress
+from unlearnkit.models.multitask import is_multitask, task_correct, task_targets
+from unlearnkit.train import (
+    accuracy_on,
+    batches,
+    check_finite,
+    make_optimizer,
+    make_schedule,
+    show_progress,
+    supervised_loss,
+    training_labels,
+)
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(x), y)
+    """The supervised loss of ``model`` on a batch: cross-entropy, or a multi-task model's summed task losses
+    (equal weights; ``descend`` applies the recipe's task weights when it runs this default)."""
+    return supervised_loss(model, model(x), y) if is_multitask(model) else F.cross_entropy(model(x), y)
+
+
+def batch_accuracy(model: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of a batch's logits on its labels (a multi-task model: over the unmasked (sample, task) labels)."""
+    if not is_multitask(model):
+        return (logits.argmax(1) == y).float().mean().item()
+    valid = y != MASKED
+    if not bool(valid.any()):
+        return float("nan")
+    correct = torch.stack(list(task_correct(model, logits, y).values()), dim=1)
+    return correct[valid].float().mean().item()
 
 
 def forget_target(task: UnlearnTask, fixed: float | None = None) -> float | None:
@@ -31,6 +55,8 @@ def forget_target(task: UnlearnTask, fixed: float | None = None) -> float | None
     never saw. None (with a note) when there is no holdout to estimate it from."""
     if fixed is not None:
         return fixed
+    if is_multitask(task.model):
+        return _multitask_forget_target(task)
     if task.split.forgets_whole_classes():
         return 0.0
     if task.holdout is not None and len(task.holdout):
@@ -39,10 +65,36 @@ def forget_target(task: UnlearnTask, fixed: float | None = None) -> float | None
     return None
 
 
-def cycle(dataset: IndexedDataset, batch_size: int, generator: torch.Generator) -> Iterator[tuple]:
+def _multitask_forget_target(task: UnlearnTask) -> float | None:
+    """``forget_target`` for a multi-task model, over the (sample, task) labels to forget: per scoped task, 0 when
+    its forgotten labels are classes no remaining label of that task has, else the original's held-out accuracy on
+    that task; the mean over the scoped tasks (each holds one label per forget sample)."""
+    model, split = task.model, task.split
+    remaining = split.remaining()
+    levels = []
+    holdout_acc: dict[str, float] = {}
+    if task.holdout is not None and len(task.holdout):
+        logits = outputs_on(model, task.holdout, task)
+        if logits is not None:
+            correct = task_correct(model, logits.cpu(), task_targets(model, task.holdout))
+            holdout_acc = {name: float(c.float().mean()) for name, c in correct.items()}
+    for name in split.scoped_tasks():
+        kept = remaining.tasks[name][remaining.tasks[name] != MASKED]
+        if not bool(torch.isin(split.forget.tasks[name].unique(), kept.unique()).any()):
+            levels.append(0.0)
+        elif name in holdout_acc:
+            levels.append(holdout_acc[name])
+        else:
+            task.note("no holdout data: early stop off, ran all epochs (pass holdout= or set stop_accuracy)")
+            return None
+    return sum(levels) / len(levels)
+
+
+def cycle(dataset: IndexedDataset, batch_size: int, generator: torch.Generator,
+          labels: torch.Tensor | None = None) -> Iterator[tuple]:
     """Endless seeded mini-batches (reshuffled every pass): pairs a second data stream with a loop."""
     while True:
-        yield from batches(dataset, batch_size, generator=generator)
+        yield from batches(dataset, batch_size, generator=generator, labels=labels)
 
 
 def descend(
@@ -70,10 +122,14 @@ def descend(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, task.train_config, lr=lr)
     scheduler = make_schedule(optimizer, schedule, steps)
+    if loss_fn is cross_entropy and is_multitask(model):  # the recipe's task weights
+        def loss_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return supervised_loss(net, net(x), y, task.train_config)
+    labels = training_labels(model, dataset)
     model.train()
     with tqdm(total=steps, desc=desc, disable=not show_progress(task.progress), leave=False, unit="step") as bar:
         for epoch in range(epochs):
-            for x, y in batches(dataset, batch_size, generator=gen):
+            for x, y in batches(dataset, batch_size, generator=gen, labels=labels):
                 if task.out_of_time():
                     return model
                 x, y = x.to(task.device), y.to(task.device)

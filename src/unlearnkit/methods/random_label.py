@@ -18,15 +18,20 @@ import torch
 from torch import nn
 
 from unlearnkit.data.dataset import IndexedDataset
+from unlearnkit.data.select import concat
 from unlearnkit.methods.base import SCHEDULE, ByTarget, ByTargetPerStep, Method, UnlearnTask, register
 from unlearnkit.methods.loops import descend
 from unlearnkit.methods.losses import random_wrong_labels
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.models.multitask import is_multitask
 from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Params, param
 
 
 def relabelled_mix(task: UnlearnTask, stream: int = 0) -> IndexedDataset:
-    """The retain set plus the forget set with every label replaced by a random wrong one (seeded)."""
+    """The retain set plus the forget set with every label replaced by a random wrong one (seeded). For a multi-task
+    model, the forget samples get a random wrong label for each scoped task and keep their other tasks' labels."""
+    if is_multitask(task.model):
+        return _relabelled_tasks(task, stream)
     forget, retain = task.split.forget, task.split.retain
     wrong = random_wrong_labels(forget.y, forget.num_classes, task.generator(stream))
     return IndexedDataset(
@@ -35,11 +40,23 @@ def relabelled_mix(task: UnlearnTask, stream: int = 0) -> IndexedDataset:
     )
 
 
+def _relabelled_tasks(task: UnlearnTask, stream: int) -> IndexedDataset:
+    forget = task.split.forget
+    gen = task.generator(stream)
+    classes = dict(task.model.tasks)
+    scoped = task.split.scoped_tasks()
+    relabelled = forget.subset(torch.arange(len(forget)))
+    relabelled.tasks = {name: random_wrong_labels(labels, classes[name], gen) if name in scoped else labels
+                        for name, labels in forget.tasks.items()}
+    return concat(relabelled, task.split.retain)
+
+
 @register
 class RandomLabel(Method):
     name = "random-label"
     summary = "fine-tune on forget samples relabelled to random wrong classes, mixed with the retain set"
     reference = "Golatkar et al., CVPR 2020; Graves et al., AAAI 2021 (amnesiac relabelling)"
+    multitask = True  # random wrong labels for the scoped tasks of the forget samples
 
     # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
     search_space = {

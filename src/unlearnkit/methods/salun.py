@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -24,7 +23,15 @@ from unlearnkit.methods.base import SCHEDULE, ByTarget, ByTargetPerStep, Method,
 from unlearnkit.methods.random_label import relabelled_mix
 from unlearnkit.methods.space import Float, Int
 from unlearnkit.params import AT_LEAST_ONE, FRACTION, POSITIVE, Params, param
-from unlearnkit.train import batches, check_finite, make_optimizer, make_schedule, show_progress
+from unlearnkit.train import (
+    batches,
+    check_finite,
+    make_optimizer,
+    make_schedule,
+    show_progress,
+    supervised_loss,
+    training_labels,
+)
 
 
 def saliency_mask(model: nn.Module, task: UnlearnTask, fraction: float) -> dict[str, torch.Tensor] | None:
@@ -37,10 +44,11 @@ def saliency_mask(model: nn.Module, task: UnlearnTask, fraction: float) -> dict[
     grads = {n: torch.zeros_like(p) for n, p in named}
     was_training = model.training
     model.eval()  # no batch-norm statistics update while measuring
-    for x, y in batches(task.split.forget, task.train_config.batch_size, shuffle=False):
+    forget = task.split.forget_targets()  # multi-task: the scoped tasks' labels only
+    for x, y in batches(forget, task.train_config.batch_size, shuffle=False, labels=training_labels(model, forget)):
         if task.out_of_time():
             return None
-        loss = F.cross_entropy(model(x.to(task.device)), y.to(task.device))
+        loss = supervised_loss(model, model(x.to(task.device)), y.to(task.device), task.train_config)
         for (name, _), g in zip(named, torch.autograd.grad(loss, [p for _, p in named]), strict=True):
             grads[name] += g
     model.train(was_training)
@@ -60,6 +68,7 @@ class SalUn(Method):
     name = "salun"
     summary = "random-label fine-tuning that updates only the weights most salient to the forget loss"
     reference = "Fan et al., ICLR 2024 (SalUn: gradient-based weight saliency)"
+    multitask = True  # saliency of the scoped tasks' forget loss; random wrong labels for those tasks only
 
     # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
     search_space = {
@@ -108,14 +117,15 @@ class SalUn(Method):
                                    lr=task.train_config.lr * cfg.lr_scale)
         scheduler = make_schedule(optimizer, cfg.schedule, steps)
         gen = task.generator(1)
+        labels = training_labels(model, data)
         model.train()
         with tqdm(total=steps, desc="salun", disable=not show_progress(task.progress), leave=False,
                   unit="step") as bar:
             for epoch in range(epochs):
-                for x, y in batches(data, batch_size, generator=gen):
+                for x, y in batches(data, batch_size, generator=gen, labels=labels):
                     if task.out_of_time():
                         return model.eval()
-                    loss = F.cross_entropy(model(x.to(task.device)), y.to(task.device))
+                    loss = supervised_loss(model, model(x.to(task.device)), y.to(task.device), task.train_config)
                     check_finite(loss, f"in salun at epoch {epoch + 1}")
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

@@ -19,16 +19,17 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from unlearnkit.data.select import MASKED
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.methods.loops import forget_target
-from unlearnkit.methods.losses import kl_to_teacher
+from unlearnkit.methods.loops import batch_accuracy, forget_target
+from unlearnkit.methods.losses import kl_to_teacher, task_kl
 from unlearnkit.methods.space import Float, Int
+from unlearnkit.models.multitask import is_multitask
 from unlearnkit.params import AT_LEAST_ONE, AT_LEAST_ZERO, NON_NEGATIVE, POSITIVE, Interval, Params, param
-from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer
+from unlearnkit.train import accuracy_on, batches, check_finite, make_optimizer, supervised_loss, training_labels
 
 
 @register
@@ -36,6 +37,9 @@ class Scrub(Method):
     name = "scrub"
     summary = "student-teacher: max KL to the original on forget batches, min KL + CE on retain batches"
     reference = "Kurmanji et al., NeurIPS 2023, 'Towards Unbounded Machine Unlearning' (SCRUB)"
+    # multi-task: the max-steps' KL covers the scoped tasks' heads on the forget samples, the min-steps' KL and
+    # cross-entropy every label that remains (each head's KL over the rows that keep that task's label)
+    multitask = True
 
     # what `unlearn tune` searches (docs/BENCHMARKS.md); every range holds the Config default below
     search_space = {
@@ -95,25 +99,26 @@ class Scrub(Method):
         # held-out accuracy): past it the KL ascent only wrecks the student (the Fashion-MNIST cnn collapsed to
         # retain accuracy 0.11 on class:7 without it); the min-steps then run as planned
         target = forget_target(task, cfg.stop_accuracy)
-        maximising = max_epochs > 0 and (target is None or accuracy_on(student, task.split.forget,
-                                                                       device=task.device) > target)
+        forget, retain = task.split.forget_targets(), task.split.remaining()
+        forget_labels, retain_labels = training_labels(student, forget), training_labels(student, retain)
+        maximising = max_epochs > 0 and (target is None or accuracy_on(student, forget, device=task.device) > target)
         max_steps = 0
         for epoch in range(epochs):
             if epoch < max_epochs and maximising:
-                for x, y in batches(task.split.forget, cfg.forget_batch_size, generator=forget_gen):
+                for x, y in batches(forget, cfg.forget_batch_size, generator=forget_gen, labels=forget_labels):
                     batch_accuracy = self._step(student, teacher, optimizer, task, x, None, f"max-step {epoch + 1}",
                                                 labels=y)
                     if batch_accuracy is None:
                         return student.eval()
                     max_steps += 1
                     if target is not None and batch_accuracy <= target:
-                        accuracy = accuracy_on(student, task.split.forget, device=task.device)
+                        accuracy = accuracy_on(student, forget, device=task.device)
                         if accuracy <= target:
                             maximising = False
                             task.note(f"max-steps stopped after {max_steps}: forget accuracy {accuracy:.4f} <= "
                                       f"target {target:.4f}")
                             break
-            for x, y in batches(task.split.retain, retain_batch, generator=retain_gen):
+            for x, y in batches(retain, retain_batch, generator=retain_gen, labels=retain_labels):
                 if self._step(student, teacher, optimizer, task, x, y, f"min-step {epoch + 1}") is None:
                     return student.eval()
         return student.eval()
@@ -131,11 +136,16 @@ class Scrub(Method):
             teacher_logits = teacher(x)
         student.train()
         logits = student(x)
-        divergence = kl_to_teacher(logits, teacher_logits, cfg.temperature)
+        if is_multitask(student):  # each head's KL on the rows whose label for that task is to forget / to keep
+            rows = labels if y is None else y
+            divergence = task_kl(student, logits, teacher_logits, cfg.temperature, rows.to(task.device) != MASKED)
+        else:
+            divergence = kl_to_teacher(logits, teacher_logits, cfg.temperature)
         if y is None:
             loss = -divergence
         else:
-            loss = cfg.alpha * divergence + cfg.gamma * F.cross_entropy(logits, y.to(task.device))
+            y = y.to(task.device)
+            loss = cfg.alpha * divergence + cfg.gamma * supervised_loss(student, logits, y, task.train_config)
         check_finite(loss, f"in scrub at {where}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -144,7 +154,7 @@ class Scrub(Method):
         optimizer.step()
         if labels is None:
             return float("nan")
-        return (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
+        return batch_accuracy(student, logits, labels.to(logits.device))
 
 
 def frozen_copy(task: UnlearnTask) -> nn.Module:

@@ -157,7 +157,7 @@ def multitask_loss(model: MultiTaskNet, logits: torch.Tensor, targets: torch.Ten
     ``"none"``: one value per sample, the weighted sum of its unmasked tasks' losses.
     """
     total = logits.sum() * 0.0 if reduction == "mean" else logits.new_zeros(len(logits))
-    for t, (name, s) in enumerate(model.slices().items()):
+    for t, s in enumerate(model.slices().values()):
         y = targets[:, t]
         w = 1.0 if weights is None else float(weights[t])
         valid = y != MASKED
