@@ -36,6 +36,8 @@ from unlearnkit.metrics import (
     weight_distance,
     zrf_score,
 )
+from unlearnkit.metrics.multitask import unlearning_impact
+from unlearnkit.models.multitask import check_tasks, is_multitask, task_correct, task_targets
 from unlearnkit.models.registry import fresh_copy
 from unlearnkit.train import TrainConfig, predict_logits
 
@@ -56,6 +58,12 @@ class Report:
     gap: dict[str, float] = field(default_factory=dict)
     js_divergence: float | None = None
     comparison: dict[str, float] = field(default_factory=dict)  # metrics against the reference or the original
+    # multi-task models: the task the headline metrics above are measured on, per-task accuracies, and (with the
+    # original model) the Unlearning Impact Score and its components (unlearnkit.metrics.multitask)
+    primary_task: str | None = None
+    tasks: dict[str, dict[str, float]] = field(default_factory=dict)
+    uis: float | None = None
+    uis_components: dict[str, float] = field(default_factory=dict)
 
     @property
     def had_reference(self) -> bool:
@@ -94,6 +102,17 @@ class Report:
             out["js_divergence"] = _round(self.js_divergence)
         if self.comparison:
             out["comparison"] = {k: _round(v) for k, v in self.comparison.items()}
+        if self.tasks:
+            out["primary_task"] = self.primary_task
+            out["tasks"] = {t: {k: _round(v) for k, v in accs.items()} for t, accs in self.tasks.items()}
+            if self.reference is not None and self.reference.tasks:
+                out["reference"]["tasks"] = {t: {k: _round(v) for k, v in accs.items()}
+                                             for t, accs in self.reference.tasks.items()}
+                if self.reference.uis is not None:
+                    out["reference"]["uis"] = _round(self.reference.uis)
+            if self.uis is not None:
+                out["uis"] = _round(self.uis)
+                out["uis_components"] = {k: _round(v) for k, v in self.uis_components.items()}
         if per_sample:
             out["had_reference"] = self.had_reference
             out["not_computed"] = self.not_computed()
@@ -118,6 +137,13 @@ class Report:
             rows.append(("js_divergence", f"{self.js_divergence:.4f}", "", ""))
         rows += [(name, f"{value:.4f}" if name != "relearn_steps" else f"{value:.0f}", "", "")
                  for name, value in self.comparison.items()]
+        for task, accs in self.tasks.items():
+            ref = self.reference.tasks.get(task, {}) if self.reference is not None else {}
+            for key, value in accs.items():
+                rows.append((f"{task}.{key}", f"{value:.4f}", f"{ref[key]:.4f}" if key in ref else "", ""))
+        if self.uis is not None:
+            ref_uis = self.reference.uis if self.reference is not None else None
+            rows.append(("uis", f"{self.uis:.4f}", "" if ref_uis is None else f"{ref_uis:.4f}", ""))
         return rows
 
     def to_markdown(self) -> str:
@@ -203,6 +229,10 @@ def evaluate(
         device: where to run the models (default: where their parameters are).
         seed: seeds the membership-inference attacks, the random model behind ZRF and relearning.
     """
+    if is_multitask(model):
+        return _evaluate_multitask(model, split, test, reference, original=original, relearn=relearn,
+                                   relearn_config=relearn_config, relearn_max_steps=relearn_max_steps, device=device,
+                                   seed=seed)
     out = model_outputs(model, split, test, device)
     metrics = _base_metrics(out, split, test, seed)
     random_model = fresh_copy(model, seed)  # ZRF: the same architecture, untrained
@@ -244,6 +274,91 @@ def evaluate(
     report.comparison["activation_distance"] = float(report.per_sample["forget_activation_distance"].mean())
     if isinstance(reference, nn.Module):
         report.comparison["weight_distance"] = weight_distance(model, reference)
+    return report
+
+
+# --- multi-task models: per-task accuracies and the Unlearning Impact Score ----------------------------------------
+
+class TaskHead(nn.Module):
+    """One task of a multi-task model as a single-task classifier: the model's logits for ``task`` only."""
+
+    def __init__(self, model: nn.Module, task: str):
+        super().__init__()
+        self.model, self.task = model, task
+        self.slice = model.slices()[task]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, self.slice]
+
+
+def task_view(data: IndexedDataset, task: str, classes: int) -> IndexedDataset:
+    """``data`` with ``task``'s labels as its ``y`` (every row must have one: no masked labels)."""
+    return IndexedDataset(data.x, data.tasks[task], data.ids, num_classes=classes, subjects=data.subjects,
+                          origin=data.origin)
+
+
+def task_accuracies(model: nn.Module, split: ForgetSplit, test: IndexedDataset,
+                    device: str | torch.device | None = None) -> dict[str, dict[str, float]]:
+    """Per task of a multi-task model: accuracy on the forget samples, the retained samples and the test set; for
+    a scoped task whose forgotten labels are whole classes also ``test_accuracy_kept_classes`` (the test samples
+    of the other classes). Labels are the true ones (a partial-task deletion's masks are not applied)."""
+    whole = split.whole_classes()
+    out = {}
+    for name, data in (("forget", split.forget), ("retain", split.retain), ("test", test)):
+        logits = predict_logits(model, data, device=device)
+        for t, correct in task_correct(model, logits, task_targets(model, data)).items():
+            out.setdefault(t, {})[f"{name}_accuracy"] = float(correct.float().mean()) if len(correct) else math.nan
+            if name == "test" and whole.get(t):
+                kept = ~torch.isin(data.tasks[t], split.forget.tasks[t].unique())
+                out[t]["test_accuracy_kept_classes"] = float(correct[kept].float().mean()) if kept.any() else math.nan
+    return out
+
+
+def impact(original: dict[str, dict[str, float]], unlearned: dict[str, dict[str, float]], split: ForgetSplit
+           ) -> tuple[float, dict[str, float]]:
+    """The Unlearning Impact Score of ``unlearned`` against ``original`` (both from :func:`task_accuracies`)."""
+    whole = split.whole_classes()
+
+    def table(accs: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        return {t: {"test": a.get("test_accuracy_kept_classes", a["test_accuracy"]) if whole.get(t)
+                    else a["test_accuracy"], "forget": a["forget_accuracy"]} for t, a in accs.items()}
+
+    return unlearning_impact(table(original), table(unlearned), split.scoped_tasks(), whole)
+
+
+def _evaluate_multitask(model: nn.Module, split: ForgetSplit, test: IndexedDataset,
+                        reference: nn.Module | Report | None, *, original: nn.Module | None, device, seed: int,
+                        **relearn) -> Report:
+    """:func:`evaluate` for a multi-task model: the headline metrics on the first scoped task (the task view of
+    the model and the data), plus per-task accuracies and, with ``original``, the UIS."""
+    check_tasks(model, split.tasks)
+    primary = split.scoped_tasks()[0]
+    classes = dict(model.tasks)[primary]
+
+    def view(m: nn.Module | None) -> nn.Module | None:
+        return TaskHead(m, primary) if m is not None and is_multitask(m) else m
+
+    view_split = ForgetSplit(task_view(split.forget, primary, classes), task_view(split.retain, primary, classes),
+                             split.spec, split.seed)
+    ref = reference
+    if isinstance(reference, nn.Module):
+        if not is_multitask(reference) or reference.tasks != model.tasks:
+            raise ConfigError("the reference must be a multi-task model with the same tasks; pass the model retrained "
+                              "from the same original checkpoint")
+        ref = _evaluate_multitask(reference, split, test, None, original=original, device=device, seed=seed)
+    report = evaluate(view(model), view_split, task_view(test, primary, classes), ref, original=view(original),
+                      device=device, seed=seed, **relearn)
+    if ref is not None:
+        report.reference.tasks, report.reference.uis = ref.tasks, ref.uis
+        if isinstance(reference, nn.Module):
+            report.comparison["weight_distance"] = weight_distance(model, reference)
+    if original is not None:
+        report.comparison["weight_distance_original"] = weight_distance(model, original)
+    report.primary_task = primary
+    report.tasks = task_accuracies(model, split, test, device)
+    if original is not None:
+        report.uis, report.uis_components = impact(task_accuracies(original, split, test, device), report.tasks,
+                                                   split)
     return report
 
 

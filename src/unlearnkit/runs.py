@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from unlearnkit.data import DatasetBundle, ForgetSplit, IndexedDataset, load_dataset, select
+from unlearnkit.data.select import mask_rows
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.evaluation import Report, bias_report, evaluate
@@ -249,8 +250,12 @@ def training_set(bundle: DatasetBundle, ckpt: Checkpoint, *, before_last: bool =
     """The samples the checkpoint's model is (or was) trained on: the original training set minus
     every id removed by its forget history (all operations, or all but the last one)."""
     ops = ckpt.history[:-1] if before_last else ckpt.history
-    removed = [i for op in ops for i in op.get("forget_ids", [])]
-    return bundle.train.without(torch.tensor(removed, dtype=torch.int64)) if removed else bundle.train
+    removed = [i for op in ops if not op.get("forget_tasks") for i in op.get("forget_ids", [])]
+    train = bundle.train.without(torch.tensor(removed, dtype=torch.int64)) if removed else bundle.train
+    for op in ops:  # partial-task operations: those samples' labels for those tasks are gone, the samples stay
+        if op.get("forget_tasks"):
+            train = mask_rows(train, op.get("forget_ids", []), op["forget_tasks"])
+    return train
 
 
 def forget_checkpoint(

@@ -60,6 +60,8 @@ class UnlearnResult:
             "forget_spec": split.spec,
             "seed": self.seed,
             "n_forget": len(split.forget),
+            # partial-task forgetting removes these tasks' labels of the samples, not the samples
+            **({"forget_tasks": list(split.tasks)} if split.partial else {}),
             "forget_ids": [int(i) for i in split.forget.ids],
             "forget_ids_sha256": split.ids_digest(),
             "seconds": round(self.seconds, 4),

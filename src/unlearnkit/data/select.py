@@ -59,6 +59,16 @@ class ForgetSplit:
         """The tasks the samples are forgotten for: the scope, or every task of the data."""
         return tuple(self.tasks) if self.tasks else tuple(self.forget.tasks)
 
+    def whole_classes(self) -> dict[str, bool]:
+        """Per scoped task of multi-task data, whether its forgotten labels are whole classes: no label of that task
+        that remains (``remaining()``, masks dropped) has one of their classes."""
+        remaining = self.remaining()
+        out = {}
+        for name in self.scoped_tasks():
+            kept = remaining.tasks[name][remaining.tasks[name] != MASKED]
+            out[name] = not bool(torch.isin(self.forget.tasks[name].unique(), kept.unique()).any())
+        return out
+
     def remaining(self) -> IndexedDataset:
         """Everything a model may still learn from: the retain set, plus, in partial-task forgetting, the forget
         samples with their scoped tasks' labels set to ``MASKED`` (what the exact reference trains on)."""
@@ -88,6 +98,15 @@ def mask_tasks(data: IndexedDataset, tasks: tuple[str, ...] | list[str]) -> Inde
     """A copy of ``data`` whose labels for ``tasks`` are all ``MASKED`` (features and ids shared, not copied)."""
     out = data.subset(torch.arange(len(data)))
     out.tasks = {name: torch.full_like(labels, MASKED) if name in tasks else labels
+                 for name, labels in out.tasks.items()}
+    return out
+
+
+def mask_rows(data: IndexedDataset, ids, tasks) -> IndexedDataset:
+    """A copy of ``data`` whose labels for ``tasks`` are ``MASKED`` on the rows with the given ``ids``."""
+    rows = data.mask_of(ids)
+    out = data.subset(torch.arange(len(data)))
+    out.tasks = {name: torch.where(rows, torch.full_like(labels, MASKED), labels) if name in tasks else labels
                  for name, labels in out.tasks.items()}
     return out
 

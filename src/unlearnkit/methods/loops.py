@@ -70,7 +70,6 @@ def _multitask_forget_target(task: UnlearnTask) -> float | None:
     its forgotten labels are classes no remaining label of that task has, else the original's held-out accuracy on
     that task; the mean over the scoped tasks (each holds one label per forget sample)."""
     model, split = task.model, task.split
-    remaining = split.remaining()
     levels = []
     holdout_acc: dict[str, float] = {}
     if task.holdout is not None and len(task.holdout):
@@ -78,9 +77,8 @@ def _multitask_forget_target(task: UnlearnTask) -> float | None:
         if logits is not None:
             correct = task_correct(model, logits.cpu(), task_targets(model, task.holdout))
             holdout_acc = {name: float(c.float().mean()) for name, c in correct.items()}
-    for name in split.scoped_tasks():
-        kept = remaining.tasks[name][remaining.tasks[name] != MASKED]
-        if not bool(torch.isin(split.forget.tasks[name].unique(), kept.unique()).any()):
+    for name, whole in split.whole_classes().items():
+        if whole:
             levels.append(0.0)
         elif name in holdout_acc:
             levels.append(holdout_acc[name])

@@ -114,8 +114,9 @@ class Checkpoint:
         return list(self.meta.get("history", []))
 
     def forgotten_ids(self) -> list[int]:
-        """Every id removed by the forget operations in the history, in order."""
-        return [i for op in self.history for i in op.get("forget_ids", [])]
+        """Every id removed by the forget operations in the history, in order (partial-task operations, which
+        record ``forget_tasks``, remove labels, not samples, and are left out)."""
+        return [i for op in self.history if not op.get("forget_tasks") for i in op.get("forget_ids", [])]
 
 
 @dataclass
