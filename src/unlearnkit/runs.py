@@ -27,6 +27,7 @@ from unlearnkit.methods import Method, get_method, methods_of_kind
 from unlearnkit.models import MODELS, Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from unlearnkit.models.architectures import ErasedLinear
 from unlearnkit.models.checkpoint import checkpoint_exists, checkpoint_paths
+from unlearnkit.models.multitask import MULTITASK_MODELS
 from unlearnkit.train import TrainConfig, default_recipe, fit
 from unlearnkit.unlearning import UnlearnResult, check_attribute, remove_attribute, unlearn
 
@@ -89,11 +90,20 @@ def train_model(
     ``features_from``: train a linear/logistic head on the frozen features of that checkpoint's network
     (:func:`train_head`); ``on_warning`` receives its warnings (default: :func:`warnings.warn`).
     """
-    from unlearnkit.data.sources import get_source
+    from unlearnkit.data.sources import SOURCES, get_source
 
-    model_name = model_name or get_source(bundle.source).default_model
+    source = get_source(bundle.source)
+    model_name = model_name or source.default_model
     config = config or default_recipe(bundle.source, model_name)
     model_kwargs = dict(model_kwargs or {})
+    if model_name in MULTITASK_MODELS:
+        if not source.tasks:
+            multi = ", ".join(n for n, s in SOURCES.items() if s.tasks)
+            raise ConfigError(f"{model_name} is a multi-task model and {bundle.source!r} has a single task; train it "
+                              f"on a multi-task source ({multi}), or use {model_name.removeprefix('mtl-')}")
+        model_kwargs.setdefault("tasks", [list(t) for t in source.tasks])  # the heads, saved with the checkpoint
+        if sisa is not None:
+            raise ConfigError("--sisa builds single-task ensembles; train a multi-task model without --sisa")
     if features_from is not None:
         if sisa is not None or record_updates is not None:
             raise ConfigError("--features-from trains one linear head; it does not combine with --sisa or "

@@ -113,6 +113,13 @@ RECIPES: dict[tuple[str, str], TrainConfig] = {
     ("colored-fashion-mnist", "cnn"): TrainConfig(epochs=10, batch_size=128, lr=0.02),
     ("colored-fashion-mnist", "mlp"): TrainConfig(epochs=10, batch_size=128, lr=0.02),
     ("biased-tabular", "mlp"): TrainConfig(epochs=20, batch_size=64, lr=0.05),
+    # multi-task sources: the summed task losses, recipes of the data they derive from
+    ("multi-digits", "mtl-mlp"): TrainConfig(epochs=30, batch_size=64, lr=0.05),
+    ("multi-digits", "mtl-cnn"): TrainConfig(epochs=20, batch_size=64, lr=0.05),
+    ("multi-fashion-mnist", "mtl-cnn"): TrainConfig(epochs=10, batch_size=128, lr=0.05),
+    ("multi-fashion-mnist", "mtl-mlp"): TrainConfig(epochs=10, batch_size=128, lr=0.05),
+    ("fashion-mnist-tasks", "mtl-cnn"): TrainConfig(epochs=10, batch_size=128, lr=0.05),
+    ("fashion-mnist-tasks", "mtl-mlp"): TrainConfig(epochs=10, batch_size=128, lr=0.05),
 }
 
 

@@ -43,15 +43,16 @@ from tqdm.auto import tqdm
 
 from unlearnkit.data.select import MASKED
 from unlearnkit.methods.base import Method, UnlearnTask, register
-from unlearnkit.methods.loops import batch_accuracy, cycle, forget_target
+from unlearnkit.methods.loops import batch_accuracy, cycle, forget_target, task_forget_targets
 from unlearnkit.methods.space import Float, Int
-from unlearnkit.models.multitask import is_multitask, multitask_loss, task_weight_vector
+from unlearnkit.models.multitask import is_multitask, multitask_loss, task_correct, task_weight_vector
 from unlearnkit.params import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Interval, Params, param
 from unlearnkit.train import (
     accuracy_on,
     batches,
     check_finite,
     make_optimizer,
+    predict_logits,
     show_progress,
     supervised_loss,
     training_labels,
@@ -99,6 +100,26 @@ def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights
     return vmap(grad(loss_one), in_dims=(None, 0, 0))(params, x, y)
 
 
+def column_batch_accuracies(model: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> dict[int, float]:
+    """Per label column with an unmasked label in the batch, the batch's accuracy (a single-task model: column 0)."""
+    if not is_multitask(model):
+        return {0: (logits.argmax(1) == y).float().mean().item()}
+    out = {}
+    for c, correct in enumerate(task_correct(model, logits, y).values()):
+        valid = y[:, c] != MASKED
+        if bool(valid.any()):
+            out[c] = correct[valid].float().mean().item()
+    return out
+
+
+def column_accuracies(model: nn.Module, data, labels: torch.Tensor, device) -> dict[int, float]:
+    """:func:`column_batch_accuracies` over a whole dataset (eval mode, no gradients)."""
+    logits = predict_logits(model, data, device=device)
+    out = column_batch_accuracies(model, logits, labels)
+    model.train()
+    return out
+
+
 def _mask_tasks(y: torch.Tensor, keep: list[int]) -> torch.Tensor:
     """A label matrix with every column outside ``keep`` set to MASKED."""
     out = torch.full_like(y, MASKED)
@@ -123,8 +144,8 @@ class InterferenceAware(Method):
 
     @dataclass(frozen=True)
     class Config(Params):
-        epochs: int = param(20, AT_LEAST_ONE)  # passes over the forget set at most; the early stop ends sooner
-        lr_scale: float = param(0.1, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        epochs: int = param(50, AT_LEAST_ONE)  # passes over the forget set at most; the early stop ends sooner
+        lr_scale: float = param(0.3, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
         energy: float = param(0.95, FRACTION)  # share of the non-target tasks' gradient energy projected away
         task_samples: int = param(128, AT_LEAST_ONE)  # forget samples whose non-target gradients span that subspace
         retain_samples: int = param(32, AT_LEAST_ONE)  # retained samples whose gradients each step is kept off
@@ -132,6 +153,8 @@ class InterferenceAware(Method):
         clip_grad: float | None = param(1.0, POSITIVE)  # max norm of the cleaned ascent gradient
         # where the ascent stops: None, the retrained level (forget_target); a number, this forget accuracy
         stop_accuracy: float | None = param(None, Interval(float, 0, 1, closed="both"))
+        check_every: int = param(1, AT_LEAST_ONE)  # steps between whole-forget-set accuracy checks (besides those a
+        # batch at its target triggers)
 
     def run(self, task: UnlearnTask) -> nn.Module:
         cfg = self.config
@@ -139,10 +162,16 @@ class InterferenceAware(Method):
         forget, retain = task.split.forget_targets(), task.split.remaining()
         weights = (task_weight_vector(model, task.train_config.task_weights)
                    if is_multitask(model) and task.train_config.task_weights else None)
-        target = forget_target(task, cfg.stop_accuracy)
-        if target is not None and accuracy_on(model, forget, device=task.device) <= target:
-            task.note("forget accuracy already at the target: model unchanged")
-            return model.eval()
+        forget_labels = training_labels(model, forget)
+        targets = self.targets(task)  # label column -> the forget accuracy where its ascent stops
+        if targets is not None:
+            accuracy = column_accuracies(model, forget, forget_labels, task.device)
+            active = {c for c, level in targets.items() if accuracy[c] > level}
+            if not active:
+                task.note("forget accuracy already at the target: model unchanged")
+                return model.eval()
+        else:
+            active = set(range(forget_labels.shape[1])) if forget_labels.dim() == 2 else {0}
         basis = self.task_basis(model, task, weights)
         if basis:
             kept = {name: b.shape[1] for name, b in basis.items()}
@@ -150,7 +179,6 @@ class InterferenceAware(Method):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         optimizer = make_optimizer([p for _, p in named], task.train_config, lr=task.train_config.lr * cfg.lr_scale)
         retain_stream = cycle(retain, cfg.retain_samples, task.generator(1), training_labels(model, retain))
-        forget_labels = training_labels(model, forget)
         gen = task.generator(0)
         batch_size = task.train_config.batch_size
         step = 0
@@ -163,10 +191,13 @@ class InterferenceAware(Method):
                         return model.eval()
                     model.train()
                     x, y = x.to(task.device), y.to(task.device)
+                    if y.dim() == 2:  # multi-task: only the tasks still above their target ascend
+                        y = _mask_tasks(y, sorted(active))
                     logits = model(x)
                     forget_loss = supervised_loss(model, logits, y, task.train_config)
                     check_finite(forget_loss, f"in interference-aware at epoch {epoch + 1}")
-                    at_target = target is not None and batch_accuracy(model, logits, y) <= target
+                    batch = column_batch_accuracies(model, logits, y)
+                    at_target = targets is not None and any(batch[c] <= targets[c] for c in active if c in batch)
                     ascent = torch.autograd.grad(-forget_loss, [p for _, p in named])
                     rx, ry = next(retain_stream)
                     rx, ry = rx.to(task.device), ry.to(task.device)
@@ -186,14 +217,32 @@ class InterferenceAware(Method):
                         p.grad = c.detach()
                     optimizer.step()
                     step += 1
-                    if at_target:
-                        accuracy = accuracy_on(model, forget, device=task.device)
-                        if accuracy <= target:
-                            task.note(f"early stop after {step} steps: forget accuracy {accuracy:.4f} <= target "
-                                      f"{target:.4f}")
+                    if targets is not None and (at_target or step % cfg.check_every == 0):
+                        accuracy = column_accuracies(model, forget, forget_labels, task.device)
+                        done = sorted(c for c in active if accuracy[c] <= targets[c])
+                        active -= set(done)
+                        if done and active:  # a task at its target is protected from the others' ascent from now on
+                            for name, extra in self.task_basis(model, task, weights, done).items():
+                                basis[name] = torch.cat([basis[name], extra], 1) if name in basis else extra
+                        if not active:
+                            reached = ", ".join(f"{accuracy[c]:.4f} <= {targets[c]:.4f}" for c in sorted(targets))
+                            task.note(f"early stop after {step} steps: forget accuracy at the target ({reached})")
                             return model.eval()
                 bar.update(1)
         return model.eval()
+
+    def targets(self, task: UnlearnTask) -> dict[int, float] | None:
+        """Label column -> the forget accuracy where that column's ascent stops: per scoped task of a multi-task
+        model (``task_forget_targets``; one ``stop_accuracy`` for all when set), the single column otherwise."""
+        model = task.model
+        if not is_multitask(model):
+            level = forget_target(task, self.config.stop_accuracy)
+            return None if level is None else {0: level}
+        if self.config.stop_accuracy is not None:
+            levels = dict.fromkeys(task.split.scoped_tasks(), self.config.stop_accuracy)
+        else:
+            levels = task_forget_targets(task)
+        return None if levels is None else {model.task_names.index(t): v for t, v in levels.items()}
 
     @staticmethod
     def clean(g: torch.Tensor, retain_grads: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
@@ -204,14 +253,16 @@ class InterferenceAware(Method):
             directions = torch.cat([basis.to(directions.device, directions.dtype), directions], dim=1)
         return remove_span(g.reshape(-1), directions).view_as(g)
 
-    def task_basis(self, model: nn.Module, task: UnlearnTask, weights: torch.Tensor | None
-                   ) -> dict[str, torch.Tensor]:
-        """Per parameter tensor, the basis of the non-target tasks' per-sample gradients on the forget samples
-        (partial-task forgetting of a multi-task model); empty otherwise."""
+    def task_basis(self, model: nn.Module, task: UnlearnTask, weights: torch.Tensor | None,
+                   columns: list[int] | None = None) -> dict[str, torch.Tensor]:
+        """Per parameter tensor, the basis of the per-sample gradients on the forget samples of the tasks in
+        ``columns`` (default: the non-target tasks of a partial-task deletion; none: an empty dict)."""
         split = task.split
-        if not (is_multitask(model) and split.partial):
+        if not is_multitask(model):
             return {}
-        others = [model.task_names.index(t) for t in split.other_tasks()]
+        others = [model.task_names.index(t) for t in split.other_tasks()] if columns is None else columns
+        if not others:
+            return {}
         forget = split.forget
         n = min(self.config.task_samples, len(forget))
         pick = torch.randperm(len(forget), generator=task.generator(2))[:n]

@@ -66,11 +66,18 @@ def forget_target(task: UnlearnTask, fixed: float | None = None) -> float | None
 
 
 def _multitask_forget_target(task: UnlearnTask) -> float | None:
-    """``forget_target`` for a multi-task model, over the (sample, task) labels to forget: per scoped task, 0 when
-    its forgotten labels are classes no remaining label of that task has, else the original's held-out accuracy on
-    that task; the mean over the scoped tasks (each holds one label per forget sample)."""
+    """``forget_target`` for a multi-task model, over the (sample, task) labels to forget: the mean over the scoped
+    tasks of :func:`task_forget_targets` (each task holds one label per forget sample)."""
+    levels = task_forget_targets(task)
+    return None if levels is None else sum(levels.values()) / len(levels)
+
+
+def task_forget_targets(task: UnlearnTask) -> dict[str, float] | None:
+    """Per scoped task of a multi-task model, the forget accuracy retraining would show: 0 when its forgotten labels
+    are classes no remaining label of that task has, else the original's held-out accuracy on that task. None (with
+    a note) when that needs a holdout and there is none."""
     model, split = task.model, task.split
-    levels = []
+    levels: dict[str, float] = {}
     holdout_acc: dict[str, float] = {}
     if task.holdout is not None and len(task.holdout):
         logits = outputs_on(model, task.holdout, task)
@@ -79,13 +86,13 @@ def _multitask_forget_target(task: UnlearnTask) -> float | None:
             holdout_acc = {name: float(c.float().mean()) for name, c in correct.items()}
     for name, whole in split.whole_classes().items():
         if whole:
-            levels.append(0.0)
+            levels[name] = 0.0
         elif name in holdout_acc:
-            levels.append(holdout_acc[name])
+            levels[name] = holdout_acc[name]
         else:
             task.note("no holdout data: early stop off, ran all epochs (pass holdout= or set stop_accuracy)")
             return None
-    return sum(levels) / len(levels)
+    return levels
 
 
 def cycle(dataset: IndexedDataset, batch_size: int, generator: torch.Generator,

@@ -25,6 +25,7 @@ from torch import nn
 
 from unlearnkit.errors import ConfigError, DataError
 
+MULTITASK_MODELS = ("mtl-mlp", "mtl-cnn")  # the registered multi-task architectures
 MASKED = -1  # a label a model must not learn from (a partial-task deletion's scoped tasks on the forget samples)
 TaskSpec = tuple[tuple[str, int], ...]
 
