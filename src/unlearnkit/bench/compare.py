@@ -19,6 +19,7 @@ from unlearnkit.data import DatasetBundle, select, shrink_train
 from unlearnkit.errors import ConfigError
 from unlearnkit.evaluation import BIAS_KEYS, Report, bias_report, evaluate
 from unlearnkit.methods import METHODS, methods_of_kind
+from unlearnkit.models.multitask import is_multitask
 from unlearnkit.runs import TrainedModel, train_model
 from unlearnkit.train import TrainConfig
 from unlearnkit.unlearning import UnlearnResult, check_attribute, remove_attribute, unlearn
@@ -169,13 +170,20 @@ class Comparison(TableMixin):
 
     COLUMNS = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_efficacy")
 
+    def __post_init__(self) -> None:
+        if self.original.uis is not None:  # multi-task: the Unlearning Impact Score joins the table
+            self.HEADERS = (*type(self).HEADERS, "UIS")
+
     def rows(self) -> list[list[str]]:
+        uis = self.original.uis is not None
         rows = [["original", *(f"{self.original.metrics[c]:.4f}" for c in self.COLUMNS),
-                 f"{self.original.gap['average']:.4f}", f"{self.original.js_divergence:.4f}", "", ""]]
+                 f"{self.original.gap['average']:.4f}", f"{self.original.js_divergence:.4f}", "", "",
+                 *([f"{self.original.uis:.4f}"] if uis else [])]]
         for name in self.results:
             d = self.method_json(name)
             rows.append([name, *(f"{d[c]:.4f}" for c in self.COLUMNS), f"{d['gap']['average']:.4f}",
-                         f"{d['js_divergence']:.4f}", f"{d['seconds']:.2f}", f"{d['speedup']:.1f}x"])
+                         f"{d['js_divergence']:.4f}", f"{d['seconds']:.2f}", f"{d['speedup']:.1f}x",
+                         *([f"{d['uis']:.4f}"] if uis else [])])
         return rows
 
     HEADERS = ("method", "forget", "retain", "test", "MIA-eff", "gap.avg", "JS", "sec", "speedup")
@@ -228,7 +236,13 @@ def compare(
         # "all" means every method that applies: conv-only methods cannot run on a model without convs
         skipped = {n: "needs conv layers; the model has none" for n in names if METHODS[n].needs_conv}
         names = [n for n in names if n not in skipped]
+    multitask = is_multitask(original.model)
+    if methods == "all" and multitask:  # likewise, methods that do not serve multi-task models
+        skipped.update({n: "does not serve multi-task models" for n in names if not METHODS[n].multitask})
+        names = [n for n in names if n not in skipped]
     split = select(bundle.train, forget, seed=seed)
+    # a multi-task report measures the UIS against the original
+    against = {"original": original.model} if multitask else {}
     warm_up_optimizers()
     results: dict[str, tuple[UnlearnResult, Report]] = {}
     reference: Report | None = None
@@ -237,10 +251,11 @@ def compare(
         result = unlearn(original.model, split, name, train_config=train_config, device=device, seed=seed,
                          holdout=bundle.test, progress=progress)
         if reference is None:  # retrain runs first
-            reference = evaluate(result.model, split, bundle.test, device=device, seed=seed)
-        results[name] = (result, evaluate(result.model, split, bundle.test, reference, device=device, seed=seed))
+            reference = evaluate(result.model, split, bundle.test, device=device, seed=seed, **against)
+        results[name] = (result, evaluate(result.model, split, bundle.test, reference, device=device, seed=seed,
+                                          **against))
     say("evaluating the original model")
-    original_report = evaluate(original.model, split, bundle.test, reference, device=device, seed=seed)
+    original_report = evaluate(original.model, split, bundle.test, reference, device=device, seed=seed, **against)
     return Comparison(
         dataset=bundle.source, forget=split.spec, model=original.meta.model_name, seed=seed,
         n_forget=len(split.forget), n_retain=len(split.retain), train_seconds=original.seconds,
