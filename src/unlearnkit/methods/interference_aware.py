@@ -66,23 +66,33 @@ def energy_basis(rows: torch.Tensor, energy: float) -> torch.Tensor:
     if not 0 < energy <= 1:
         raise ValueError(f"energy must lie in (0, 1], got {energy}")
     rows = rows.to(torch.float64)
-    _, s, vh = torch.linalg.svd(rows, full_matrices=False)
-    power = s**2
+    # the right singular vectors from the small Gram matrix rows @ rows.T (n x n, n << d): V = rows.T U / sigma
+    power, u = torch.linalg.eigh(rows @ rows.T)
+    power, u = power.flip(0).clamp_min(0), u.flip(1)  # descending: the squared singular values
     total = float(power.sum())
     if total <= 0:
         return rows.new_zeros(rows.shape[1], 0)
     k = int(torch.searchsorted(torch.cumsum(power, 0) / total, torch.tensor(energy, dtype=torch.float64) - 1e-12)) + 1
-    return vh[: min(k, len(s))].T
+    k = min(k, int((power > power[0] * 1e-12).sum()))  # only directions the rows really span
+    return (rows.T @ u[:, :k]) / power[:k].sqrt()
 
 
-def remove_span(g: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """``g`` (``[d]``) minus its orthogonal projection on the span of the columns of ``directions`` (``[d, m]``),
-    through a reduced QR decomposition; the result has zero dot product with every column (to rounding)."""
-    if directions.shape[1] == 0:
-        return g
-    q, _ = torch.linalg.qr(directions.to(torch.float64))
-    g64 = g.to(torch.float64)
-    return (g64 - q @ (q.T @ g64)).to(g.dtype)
+def remove_span(g: torch.Tensor, directions: torch.Tensor, basis: torch.Tensor | None = None) -> torch.Tensor:
+    """``g`` (``[d]``) minus its orthogonal projection on the span of the columns of ``directions`` (``[d, m]``) and
+    of ``basis`` (``[d, k]``, orthonormal columns); the result has zero dot product with every column (to rounding).
+
+    The ``basis`` part is removed first, from ``g`` and from ``directions``; what is left of ``directions`` spans the
+    rest, and the projection on it solves the small Gram system ``(A^T A) c = A^T g`` (a pseudo-inverse: dependent
+    columns are fine), which costs far less than a QR decomposition of the tall ``[d, m]`` matrix."""
+    g64, a = g.to(torch.float64), directions.to(torch.float64)
+    if basis is not None and basis.shape[1]:
+        v = basis.to(torch.float64)
+        g64 = g64 - v @ (v.T @ g64)
+        a = a - v @ (v.T @ a)
+    if a.shape[1]:
+        coef = torch.linalg.pinv(a.T @ a, hermitian=True, rtol=1e-12) @ (a.T @ g64)
+        g64 = g64 - a @ coef
+    return g64.to(g.dtype)
 
 
 def per_sample_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None
@@ -223,7 +233,12 @@ class InterferenceAware(Method):
                         active -= set(done)
                         if done and active:  # a task at its target is protected from the others' ascent from now on
                             for name, extra in self.task_basis(model, task, weights, done).items():
-                                basis[name] = torch.cat([basis[name], extra], 1) if name in basis else extra
+                                if name in basis:  # keep the basis orthonormal: add only what is new
+                                    old = basis[name]
+                                    extra = extra - old @ (old.T @ extra)
+                                    extra = energy_basis(extra.T, 1.0) if extra.abs().max() > 1e-9 else extra[:, :0]
+                                    extra = torch.cat([old, extra], 1)
+                                basis[name] = extra
                         if not active:
                             reached = ", ".join(f"{accuracy[c]:.4f} <= {targets[c]:.4f}" for c in sorted(targets))
                             task.note(f"early stop after {step} steps: forget accuracy at the target ({reached})")
@@ -249,9 +264,7 @@ class InterferenceAware(Method):
         """One parameter tensor's ascent gradient minus its projection on the span of the task basis and the
         retain samples' gradients (flattened; ``retain_grads`` is ``[samples, *shape]``)."""
         directions = retain_grads.reshape(len(retain_grads), -1).T
-        if basis is not None and basis.shape[1]:
-            directions = torch.cat([basis.to(directions.device, directions.dtype), directions], dim=1)
-        return remove_span(g.reshape(-1), directions).view_as(g)
+        return remove_span(g.reshape(-1), directions, basis).view_as(g)
 
     def task_basis(self, model: nn.Module, task: UnlearnTask, weights: torch.Tensor | None,
                    columns: list[int] | None = None) -> dict[str, torch.Tensor]:
