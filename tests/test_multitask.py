@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from unlearnkit import cli
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset, select
 from unlearnkit.data.select import MASKED
@@ -255,7 +257,7 @@ def test_pcgrad_surgery():
 
 def test_uis_one_task_by_hand():
     # random forgetting: |0.9 - 0.85| / 0.9 and |0.9 - 0.95| / 0.9
-    assert task_impact(0.9, 0.85, 0.95, classes=False) == pytest.approx(((0.05 / 0.9) + (0.05 / 0.9)) / 2)
+    assert task_impact(0.9, 0.85, 0.95, classes=False)[0] == pytest.approx(((0.05 / 0.9) + (0.05 / 0.9)) / 2)
     # class forgetting: |U_u| / O_t
     assert task_impact(0.8, 0.8, 0.2, classes=True)[0] == pytest.approx((0 + 0.25) / 2)
 
@@ -328,11 +330,19 @@ def test_refusals(multi, mtl, digits, digits_model):
 # --- the command line --------------------------------------------------------------------------------------------
 
 def invoke(*args):
-    result = runner.invoke(app, list(args))
-    return result
+    return runner.invoke(app, list(args))
 
 
-def test_cli_train_forget_evaluate_compare(tmp_path):
+def run_main(capsys, *args: str) -> tuple[int, str]:
+    """The console entry point in-process, as a user runs it: (exit status, stderr)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["unlearn", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_train_forget_evaluate_compare(tmp_path, capsys):
     orig, ia, ref = (str(tmp_path / n) for n in ("orig", "ia", "ref"))
     assert invoke("train", "--dataset", "multi-digits", "--epochs", "10", "--out", orig).exit_code == 0
     assert json.loads((tmp_path / "orig.json").read_text())["model"]["kwargs"]["tasks"] == TASKS
@@ -350,12 +360,14 @@ def test_cli_train_forget_evaluate_compare(tmp_path):
     assert set(report["tasks"]["left"]) >= {"forget_accuracy", "retain_accuracy", "test_accuracy"}
     assert report["primary_task"] == "left" and report["uis"] >= 0 and "interference" in report["uis_components"]
     assert "uis" in report["reference"]
-    bad = invoke("forget", "--checkpoint", orig, "--forget", "random:0.05@nope", "--method", "finetune", "--out",
-                 str(tmp_path / "x"))
-    assert bad.exit_code != 0 and "'nope' not in this dataset" in bad.output
-    bad = invoke("forget", "--checkpoint", orig, "--forget", "random:0.05", "--method", "ssd", "--out",
-                 str(tmp_path / "x"))
-    assert bad.exit_code != 0 and "does not serve multi-task models" in bad.output
+    code, err = run_main(capsys, "forget", "--checkpoint", orig, "--forget", "random:0.05@nope", "--method", "finetune",
+                         "--out", str(tmp_path / "x"))
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code != 0 and len(errors) == 1 and "'nope' not in this dataset" in errors[0]
+    code, err = run_main(capsys, "forget", "--checkpoint", orig, "--forget", "random:0.05", "--method", "ssd", "--out",
+                         str(tmp_path / "x"))
+    assert code != 0 and "does not serve multi-task models" in err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_cli_compare_all_reports_uis():
@@ -376,13 +388,13 @@ def test_cli_datasets_lists_tasks():
     assert rows["digits"]["tasks"] == []
 
 
-def test_cli_mtl_model_on_single_task_data(tmp_path):
-    out = invoke("train", "--dataset", "digits", "--model", "mtl-mlp", "--out", str(tmp_path / "m"))
-    assert out.exit_code != 0 and "multi-task model and 'digits' has a single task" in out.output
+def test_cli_mtl_model_on_single_task_data(tmp_path, capsys):
+    code, err = run_main(capsys, "train", "--dataset", "digits", "--model", "mtl-mlp", "--out", str(tmp_path / "m"))
+    assert code != 0 and "multi-task model and 'digits' has a single task" in err
 
 
-def test_scoped_forget_on_single_task_checkpoint(tmp_path):
+def test_scoped_forget_on_single_task_checkpoint(tmp_path, capsys):
     assert invoke("train", "--dataset", "digits", "--epochs", "2", "--out", str(tmp_path / "d")).exit_code == 0
-    out = invoke("forget", "--checkpoint", str(tmp_path / "d"), "--forget", "random:0.1@left", "--method", "finetune",
-                 "--out", str(tmp_path / "x"))
-    assert out.exit_code != 0 and "needs multi-task data" in out.output
+    code, err = run_main(capsys, "forget", "--checkpoint", str(tmp_path / "d"), "--forget", "random:0.1@left",
+                         "--method", "finetune", "--out", str(tmp_path / "x"))
+    assert code != 0 and "needs multi-task data" in err
