@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.data import load_dataset, select
 from unlearnkit.data.sources import get_source
 from unlearnkit.evaluation import evaluate
@@ -54,6 +55,7 @@ def run_seed(dataset: str, seed: int, train_size: int | None, methods: list[str]
     print(f"  seed {seed}: original {model_name} trained in {time.perf_counter() - start:.1f}s", file=sys.stderr,
           flush=True)
     rows = []
+    warm_up_optimizers()  # torch's one-time import costs land in no method's seconds
     for label, spec in scenarios(dataset, klass):
         split = select(bundle.train, spec, seed=seed)
         ref = unlearn(original, split, "retrain", train_config=recipe, seed=seed, progress=False)

@@ -79,13 +79,14 @@ def task_forget_targets(task: UnlearnTask) -> dict[str, float] | None:
     model, split = task.model, task.split
     levels: dict[str, float] = {}
     holdout_acc: dict[str, float] = {}
-    if task.holdout is not None and len(task.holdout):
+    whole = split.whole_classes()
+    if not all(whole.values()) and task.holdout is not None and len(task.holdout):  # only tasks not whole classes
         logits = outputs_on(model, task.holdout, task)
         if logits is not None:
             correct = task_correct(model, logits.cpu(), task_targets(model, task.holdout))
             holdout_acc = {name: float(c.float().mean()) for name, c in correct.items()}
-    for name, whole in split.whole_classes().items():
-        if whole:
+    for name, whole_classes in whole.items():
+        if whole_classes:
             levels[name] = 0.0
         elif name in holdout_acc:
             levels[name] = holdout_acc[name]
