@@ -312,6 +312,18 @@ def accuracy_on(
     return float((logits.argmax(1) == dataset.y).float().mean())
 
 
+def per_task_accuracy(model: nn.Module, dataset: IndexedDataset, *, device: str | torch.device | None = None
+                      ) -> dict[str, float]:
+    """A multi-task model's accuracy on each task's unmasked labels of ``dataset``."""
+    logits = predict_logits(model, dataset, device=device)
+    targets = task_targets(model, dataset)
+    out = {}
+    for t, (name, correct) in enumerate(task_correct(model, logits, targets).items()):
+        valid = targets[:, t] != MASKED
+        out[name] = float(correct[valid].float().mean()) if bool(valid.any()) else float("nan")
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Many small models at once: the vectorized ensemble trainer (torch.func).
 

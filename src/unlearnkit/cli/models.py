@@ -162,8 +162,9 @@ def train(
     from unlearnkit.exact.sisa_io import progress_dir
     from unlearnkit.exact.updates import summary_bytes
     from unlearnkit.files import remove_tree
+    from unlearnkit.models.multitask import is_multitask
     from unlearnkit.runs import check_train_options, refuse_overwrite, save_model, train_model
-    from unlearnkit.train import accuracy_on
+    from unlearnkit.train import accuracy_on, per_task_accuracy
 
     sisa_spec, head_kwargs = check_train_options(
         resolve_model_name(dataset, model), sisa=sisa, record_updates=record_updates, record_dtype=record_dtype,
@@ -195,6 +196,9 @@ def train(
     }
     if bundle.options.get("data_options"):
         summary["data_options"] = bundle.options["data_options"]  # all of the source's options, defaults filled
+    if is_multitask(trained.model):  # the accuracies above are over every (sample, task) label; per task here
+        summary["tasks"] = {t: {"test_accuracy": round(v, 6)} for t, v in per_task_accuracy(trained.model,
+                                                                                             bundle.test).items()}
     if trained.updates is not None:
         summary["updates"] = trained.updates.storage()
     if sisa_spec is not None:
@@ -202,9 +206,11 @@ def train(
                            "shard_sizes": sisa_state(trained.model).assignment.shard_sizes()}
     if as_json:
         return emit_json(summary)
+    per_task = "" if "tasks" not in summary else " (" + ", ".join(
+        f"{t} {v['test_accuracy']:.4f}" for t, v in summary["tasks"].items()) + ")"
     out_console.print(
         f"saved {summary['checkpoint']} ({name} on {dataset}): train accuracy {summary['train_accuracy']:.4f}, "
-        f"test accuracy {summary['test_accuracy']:.4f}, {summary['seconds']:.1f}s",
+        f"test accuracy {summary['test_accuracy']:.4f}{per_task}, {summary['seconds']:.1f}s",
         markup=False, soft_wrap=True,
     )
     if trained.updates is not None:
