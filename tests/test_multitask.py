@@ -390,6 +390,13 @@ def test_cli_datasets_lists_tasks():
     assert rows["digits"]["tasks"] == []
 
 
+def test_cli_methods_json_flags_multitask():
+    rows = {r["name"]: r for r in json.loads(invoke("methods", "--json").output)}
+    assert sorted(n for n, r in rows.items() if r["multitask"]) == sorted(
+        ["retrain", "finetune", "gradient-ascent", "neggrad-plus", "scrub", "salun", "random-label", "pcgrad",
+         "interference-aware"])
+
+
 def test_cli_mtl_model_on_single_task_data(tmp_path, capsys):
     code, err = run_main(capsys, "train", "--dataset", "digits", "--model", "mtl-mlp", "--out", str(tmp_path / "m"))
     assert code != 0 and "multi-task model and 'digits' has a single task" in err

@@ -91,7 +91,7 @@ def methods(as_json: JsonOpt = False) -> None:
     rows = [{
         "name": cls.name, "summary": cls.summary, "reference": cls.reference, "exact": cls.exact,
         "certified": cls.certified, "requires": cls.requires, "needs_retain": cls.needs_retain,
-        "needs_forget": cls.needs_forget, "kind": cls.kind, "params": cls.params(),
+        "needs_forget": cls.needs_forget, "kind": cls.kind, "multitask": cls.multitask, "params": cls.params(),
         "constraints": cls.constraints(),  # name -> the declared constraint in words
         "auto": cls.auto_rules(),  # name -> the rule that picks its default from what is forgotten
         "forgets_classes": cls.forgets_classes,
