@@ -7,6 +7,7 @@ the Unlearning Impact Score (UIS, docs/MULTITASK.md) against the original, with 
         --seeds 0 1 2 --out docs/results/multitask/fashion-mnist-tasks.json
     OMP_NUM_THREADS=2 python benchmarks/bench_multitask.py --dataset multi-digits --seeds 0 1 2 \\
         --out docs/results/multitask/multi-digits.json
+    python benchmarks/bench_multitask.py --report docs/results/multitask/multi-digits.json   # reprint, run nothing
 
 For each seed: the data (``--train-size`` training samples, the same subset for every seed), the original (the
 dataset's default multi-task model and recipe, seeded) and, per scenario, ``retrain`` (the reference, timed) and
@@ -156,7 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join((*BASELINES, NEW)))
     parser.add_argument("--class", dest="klass", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--report", type=Path, default=None,
+                        help="print the tables and targets of a JSON file an earlier run wrote (--out), run nothing")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        saved = json.loads(args.report.read_text())
+        seeds = sorted({r["seed"] for r in saved["rows"]})
+        print(f"# {saved['dataset']}, train size {saved['train_size'] or 'all'}, seeds {seeds}")
+        print(tables(saved["rows"]))
+        print(targets(saved["rows"]))
+        return 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS or not METHODS[m].multitask]
     if bad:
