@@ -47,7 +47,8 @@ def scenarios(dataset: str, klass: int) -> list[tuple[str, str]]:
                                                              f"class:{klass}@{first}")]
 
 
-def run_seed(dataset: str, seed: int, train_size: int | None, methods: list[str], klass: int) -> list[dict]:
+def run_seed(dataset: str, seed: int, train_size: int | None, methods: list[str], klass: int,
+             only: list[str] | None = None) -> list[dict]:
     bundle = load_dataset(dataset, train_size=train_size)
     model_name = get_source(dataset).default_model
     recipe = default_recipe(dataset, model_name).with_(seed=seed)
@@ -58,6 +59,8 @@ def run_seed(dataset: str, seed: int, train_size: int | None, methods: list[str]
     rows = []
     warm_up_optimizers()  # torch's one-time import costs land in no method's seconds
     for label, spec in scenarios(dataset, klass):
+        if only and spec not in only:
+            continue
         split = select(bundle.train, spec, seed=seed)
         ref = unlearn(original, split, "retrain", train_config=recipe, seed=seed, progress=False)
         ref_report = evaluate(ref.model, split, bundle.test, original=original, seed=seed)
@@ -156,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", default=",".join((*BASELINES, NEW)))
     parser.add_argument("--class", dest="klass", type=int, default=3)
+    parser.add_argument("--scenarios", default="", help="comma list of the specs to run (default: all four)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--report", type=Path, default=None,
                         help="print the tables and targets of a JSON file an earlier run wrote (--out), run nothing")
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"method(s) {bad} do not serve multi-task models")
     rows = []
     for seed in args.seeds:
-        rows += run_seed(args.dataset, seed, args.train_size, methods, args.klass)
+        rows += run_seed(args.dataset, seed, args.train_size, methods, args.klass,
+                         [s.strip() for s in args.scenarios.split(",") if s.strip()])
         if args.out is not None:  # after every seed: a kill loses one seed at most
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps({"dataset": args.dataset, "train_size": args.train_size,
