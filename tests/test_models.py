@@ -94,7 +94,8 @@ def test_build_model_leaves_global_rng_alone():
 @pytest.mark.parametrize(
     ("name", "spec", "kwargs", "match"),
     [
-        ("vit", DIGITS, {}, r"unknown model 'vit'; choose one of: cnn, linear, logistic, mlp, resnet18, sisa-ensemble"),
+        ("vit", DIGITS, {}, r"unknown model 'vit'; choose one of: cnn, linear, logistic, mlp, mtl-cnn, mtl-mlp, "
+                            r"resnet18, sisa-ensemble"),
         ("mlp", DIGITS, {"depth": 3},
          r"model 'mlp' has no parameter\(s\) \['depth'\]; its parameters: \['dropout', 'erased', 'hidden'\]"),
         ("cnn", DIGITS, {"hidden": 8, "blocks": 2}, r"model 'cnn' has no parameter\(s\) \['blocks'\]"),

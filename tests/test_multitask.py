@@ -25,8 +25,8 @@ from unlearnkit.methods.interference_aware import (
     energy_basis,
     per_sample_grads,
     remove_span,
-    surgery,
 )
+from unlearnkit.methods.pcgrad import surgery
 from unlearnkit.metrics.multitask import task_impact, unlearning_impact
 from unlearnkit.models import build_model, fresh_copy, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import CheckpointMeta
@@ -362,6 +362,10 @@ def test_cli_train_forget_evaluate_compare(tmp_path, capsys):
     assert set(report["tasks"]["left"]) >= {"forget_accuracy", "retain_accuracy", "test_accuracy"}
     assert report["primary_task"] == "left" and report["uis"] >= 0 and "interference" in report["uis_components"]
     assert "uis" in report["reference"]
+    # without --original the UIS is measured against the parent the history records
+    out = invoke("evaluate", "--checkpoint", ia, "--forget", "class:3@left", "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["uis"] == pytest.approx(report["uis"])
     code, err = run_main(capsys, "forget", "--checkpoint", orig, "--forget", "random:0.05@nope", "--method", "finetune",
                          "--out", str(tmp_path / "x"))
     errors = [line for line in err.splitlines() if line.startswith("error:")]

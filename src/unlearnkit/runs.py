@@ -27,7 +27,7 @@ from unlearnkit.methods import Method, get_method, methods_of_kind
 from unlearnkit.models import MODELS, Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
 from unlearnkit.models.architectures import ErasedLinear
 from unlearnkit.models.checkpoint import checkpoint_exists, checkpoint_paths
-from unlearnkit.models.multitask import MULTITASK_MODELS
+from unlearnkit.models.multitask import MULTITASK_MODELS, is_multitask
 from unlearnkit.train import TrainConfig, default_recipe, fit
 from unlearnkit.unlearning import UnlearnResult, check_attribute, remove_attribute, unlearn
 
@@ -456,6 +456,16 @@ def evaluate_run(
                 f"this forget set differs from the one the checkpoint forgot ({last.get('forget_spec')} with seed "
                 f"{last.get('seed')}); pass the same --forget and --seed to compare like with like"
             )
+        if original is None and is_multitask(ckpt.model) and last.get("parent") and not relearn:
+            # the UIS needs the original: the parent the history records, when it is still there
+            parent = Path(last["parent"])
+            if all(p.exists() for p in checkpoint_paths(parent)):
+                original = parent
+                result.warnings.append(f"UIS measured against the parent checkpoint {parent} (from the history); "
+                                       "pass --original to choose another")
+            else:
+                result.warnings.append(f"no UIS: the parent checkpoint {parent} the history records is not there; "
+                                       "pass --original PATH")
         orig_model = _same_data_model(original, ckpt, device, "original",
                                       "pass the checkpoint this one was unlearned from")
         result.report = evaluate(ckpt.model, result.split, bundle.test, ref_model, original=orig_model,

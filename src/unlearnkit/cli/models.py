@@ -71,15 +71,15 @@ def datasets(as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     table = Table(title="datasets")
-    for col in ("name", "summary", "available", "default model", "attributes", "tasks", "--data-option (default)"):
+    for col in ("name", "summary", "available", "default model", "attributes / tasks", "--data-option (default)"):
         table.add_column(col)
     for r in rows:
         options = "\n".join(  # defaults as --data-option takes them (flip=false)
             f"{o['name']}={str(o['default']).lower() if o['type'] == 'bool' else o['default']} "
             f"({o['type']}; {o['valid']}): {o['help']}" for o in r["options"]) or "-"
         table.add_row(escape(r["name"]), escape(r["summary"]), "yes" if r["available"] else "needs --data-dir",
-                      r["default_model"], escape(", ".join(r["attributes"]) or "-"),
-                      escape(", ".join(f"{t['name']} ({t['classes']})" for t in r["tasks"]) or "-"), escape(options))
+                      r["default_model"], escape(", ".join([*r["attributes"], *(f"task {t['name']} ({t['classes']})"
+                                                                   for t in r["tasks"])]) or "-"), escape(options))
     out_console.print(table)
 
 

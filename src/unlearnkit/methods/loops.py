@@ -151,6 +151,12 @@ def descend(
     return model
 
 
+def clip_norm(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """``grads`` (one tensor per parameter) scaled down to a joint L2 norm of at most ``max_norm``."""
+    norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+    return [g * (max_norm / norm) for g in grads] if norm > max_norm else grads
+
+
 def seeds(task: UnlearnTask, n: int, stream: int) -> list[int]:
     """``n`` integer seeds drawn from the task's generator ``stream``."""
     return [int(s) for s in torch.randint(0, 2**31 - 1, (n,), generator=task.generator(stream))]
