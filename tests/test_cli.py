@@ -187,6 +187,7 @@ HELP_OPTIONS = {
     "bench": ["--out", "--resume", "--db", "--executor", "--ray-address", "--overlay", "--device", "--json"],
     "tune": ["--method", "--config", "--trials", "--out", "--seed", "--write", "--timeout", "--force", "--json"],
     "report": ["--db"],
+    "requests": ["make", "check"],  # a command group: its subcommands
 }
 
 

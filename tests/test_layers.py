@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"evaluation"},
     {"runs"},
     {"bench"},
+    {"stream"},
     {"cli"},
 ]
 

@@ -7,6 +7,7 @@ Layout, top to bottom (a module imports only from its own layer or the ones belo
 enforces the order and the absence of import cycles):
 
     cli/            the ``unlearn`` command, one module per command group; no domain logic
+    stream/         continual unlearning: deletion-request streams (read, checked per line, resolved to ids)
     bench/          compare, bench grids, result store, reports, tuning, NeurIPS scoring, reference ensembles
     runs.py         checkpoint-level workflows (train and save, reload with data, forget, evaluate): the file
                     side of the API that the CLI and the benches share, so it sits above both entry points

@@ -7,8 +7,10 @@
     unlearn compare --dataset digits --forget random:0.1 --methods all --json
     unlearn debias --checkpoint runs/cd/original --attribute color --method dfr --out runs/cd/dfr
     unlearn compare --dataset colored-digits --attribute color --methods all --json
+    unlearn requests make --dataset digits --subjects 100 --count 20 --out runs/requests.jsonl
 
 ``models`` holds the commands on single checkpoints, ``bench`` those that compare methods against retraining,
+``stream`` those on deletion-request streams,
 ``common`` the option types and output helpers they share; this module assembles them into one typer app.
 Errors print one line on stderr (the problem and the fix) and exit with status 2; ``--debug`` shows the
 traceback instead.
@@ -24,6 +26,7 @@ from rich.markup import escape
 
 from unlearnkit.cli import bench as _bench
 from unlearnkit.cli import models as _models
+from unlearnkit.cli import stream as _stream
 from unlearnkit.cli.common import STATE, err_console
 from unlearnkit.errors import UnlearnError
 
@@ -38,7 +41,6 @@ app = typer.Typer(
 
 
 @app.callback()
-@app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
     STATE["debug"] = debug
 
@@ -47,6 +49,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 for _command in (_models.datasets, _models.methods, _models.train, _models.forget, _models.debias, _models.evaluate,
                  _bench.compare, _bench.demo, _bench.neurips, _bench.bench, _bench.tune, _bench.report):
     app.command()(_command)
+app.add_typer(_stream.requests_app, name="requests")
 
 
 def main() -> None:
