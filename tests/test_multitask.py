@@ -411,3 +411,21 @@ def test_scoped_forget_on_single_task_checkpoint(tmp_path, capsys):
     code, err = run_main(capsys, "forget", "--checkpoint", str(tmp_path / "d"), "--forget", "random:0.1@left",
                          "--method", "finetune", "--out", str(tmp_path / "x"))
     assert code != 0 and "needs multi-task data" in err
+
+
+def test_a_second_deletion_after_a_partial_one(tmp_path):
+    """The first, partial, deletion keeps its samples for the other tasks; a later deletion and its evaluation see
+    those labels masked (not scored, not trained on) and still work."""
+    orig, first, second = (str(tmp_path / n) for n in ("orig", "first", "second"))
+    assert invoke("train", "--dataset", "multi-digits", "--epochs", "5", "--out", orig).exit_code == 0
+    assert invoke("forget", "--checkpoint", orig, "--forget", "class:3@left", "--method", "finetune", "--out",
+                  first).exit_code == 0
+    out = invoke("forget", "--checkpoint", first, "--forget", "random:0.05@right", "--method", "finetune", "--out",
+                 second, "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["n_retain"] + json.loads(out.stdout)["n_forget"] == 1438  # no sample was removed
+    report = invoke("evaluate", "--checkpoint", second, "--forget", "random:0.05@right", "--json")
+    assert report.exit_code == 0, report.output
+    data = json.loads(report.stdout)
+    assert data["primary_task"] == "right" and "uis" in data
+    assert data["uis_components"]["interference"] >= 0

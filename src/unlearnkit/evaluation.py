@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.data.dataset import IndexedDataset
-from unlearnkit.data.select import ForgetSplit
+from unlearnkit.data.select import MASKED, ForgetSplit
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError
 from unlearnkit.metrics import (
@@ -292,7 +292,11 @@ class TaskHead(nn.Module):
 
 
 def task_view(data: IndexedDataset, task: str, classes: int) -> IndexedDataset:
-    """``data`` with ``task``'s labels as its ``y`` (every row must have one: no masked labels)."""
+    """``data`` with ``task``'s labels as its ``y``; rows whose label for it an earlier partial deletion removed
+    (``MASKED``) are left out."""
+    keep = data.tasks[task] != MASKED
+    if not bool(keep.all()):
+        data = data.subset(keep)
     return IndexedDataset(data.x, data.tasks[task], data.ids, num_classes=classes, subjects=data.subjects,
                           origin=data.origin)
 
@@ -307,9 +311,11 @@ def task_accuracies(model: nn.Module, split: ForgetSplit, test: IndexedDataset,
     for name, data in (("forget", split.forget), ("retain", split.retain), ("test", test)):
         logits = predict_logits(model, data, device=device)
         for t, correct in task_correct(model, logits, task_targets(model, data)).items():
+            labelled = data.tasks[t] != MASKED  # an earlier partial deletion's masks: no label to score
+            correct = correct[labelled]
             out.setdefault(t, {})[f"{name}_accuracy"] = float(correct.float().mean()) if len(correct) else math.nan
             if name == "test" and whole.get(t):
-                kept = ~torch.isin(data.tasks[t], split.forget.tasks[t].unique())
+                kept = ~torch.isin(data.tasks[t][labelled], split.forget.tasks[t].unique())
                 out[t]["test_accuracy_kept_classes"] = float(correct[kept].float().mean()) if kept.any() else math.nan
     return out
 
