@@ -429,3 +429,11 @@ def test_a_second_deletion_after_a_partial_one(tmp_path):
     data = json.loads(report.stdout)
     assert data["primary_task"] == "right" and "uis" in data
     assert data["uis_components"]["interference"] >= 0
+
+
+def test_neurips_refuses_a_multitask_model(multi, mtl):
+    from unlearnkit.bench.neurips import neurips_evaluation
+
+    split = select(multi.train, "random:0.05", seed=0)
+    with pytest.raises(ConfigError, match="defined for single-task models"):
+        neurips_evaluation(mtl, multi.train, split, multi.test, "finetune", train_config=RECIPE, model_name="mtl-mlp")

@@ -30,6 +30,7 @@ from unlearnkit.data import ForgetSplit, IndexedDataset
 from unlearnkit.errors import ConfigError
 from unlearnkit.metrics.forget_quality import forget_quality, logit_scaled_confidence, neurips_score
 from unlearnkit.metrics.lira import u_lira
+from unlearnkit.models.multitask import is_multitask
 from unlearnkit.train import TrainConfig, predict_logits, show_progress
 from unlearnkit.unlearning import unlearn
 
@@ -127,6 +128,9 @@ def neurips_evaluation(
         cache_dir: where reference models are cached (``None``: retrain every time).
         on_step: called with a short status line before each stage.
     """
+    if is_multitask(model):
+        raise ConfigError("the NeurIPS-2023 forgetting quality is defined for single-task models; for a multi-task "
+                          "model use `unlearn evaluate` (per-task accuracies and the UIS, docs/MULTITASK.md)")
     if not 2 <= n_models <= SEED_STRIDE:
         raise ConfigError(f"--models must be at least 2 (the test compares two populations of N) and at most "
                           f"{SEED_STRIDE}, got {n_models}")
