@@ -28,6 +28,7 @@ from unlearnkit.evaluation import evaluate
 from unlearnkit.methods import METHODS
 from unlearnkit.models import checkpoint_exists, load_checkpoint, save_checkpoint
 from unlearnkit.models.checkpoint import CheckpointMeta
+from unlearnkit.models.multitask import is_multitask
 from unlearnkit.ray_session import ray_session
 from unlearnkit.runs import data_meta, train_model
 from unlearnkit.train import TrainConfig, default_recipe, show_progress
@@ -133,6 +134,11 @@ def _run_cells(cells: list[Cell], out: Path, url: str, bench: str, device, say: 
             say(f"original: {cell.dataset.model} on {cell.dataset.name}")
             current = {"dataset": cell.dataset.key, **original_model(cell.dataset, models_dir, device)}
             current["has_conv"] = any(isinstance(m, torch.nn.Conv2d) for m in current["original"].modules())
+        if is_multitask(current["original"]) and not METHODS[cell.method].multitask:
+            # likewise: a method that does not serve multi-task models is left out on a multi-task original
+            say(f"{cell.dataset.name} / {cell.dataset.model}: skipped {cell.method} (does not serve multi-task "
+                "models)")
+            continue
         if METHODS[cell.method].needs_conv and not current["has_conv"]:
             # as compare does: a conv-only method on a model without conv layers is left out, not an error, so one
             # methods table can serve an mlp and a cnn; nothing is stored, so it is skipped again on --resume
