@@ -437,3 +437,18 @@ def test_neurips_refuses_a_multitask_model(multi, mtl):
     split = select(multi.train, "random:0.05", seed=0)
     with pytest.raises(ConfigError, match="defined for single-task models"):
         neurips_evaluation(mtl, multi.train, split, multi.test, "finetune", train_config=RECIPE, model_name="mtl-mlp")
+
+
+def test_bench_skips_methods_that_do_not_serve_multitask_models(tmp_path):
+    from unlearnkit.bench.config import parse_config
+    from unlearnkit.bench.runner import run_bench
+
+    config = parse_config({"bench": {"name": "mt", "seeds": [0]},
+                           "datasets": [{"name": "multi-digits", "recipe": {"epochs": 2},
+                                         "forget": ["random:0.05@left"]}],
+                           "methods": {"finetune": {}, "ssd": {}}})
+    said: list[str] = []
+    run = run_bench(config, tmp_path / "out", device="cpu", progress=False, on_step=said.append)
+    methods = sorted(row["method"] for row in run.store.rows())
+    assert methods == ["finetune", "retrain"]
+    assert any("skipped ssd (does not serve multi-task models)" in line for line in said)
