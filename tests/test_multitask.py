@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnkit import cli
+from tests.conftest import cli_fails
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset, select
 from unlearnkit.data.select import MASKED
@@ -335,15 +334,6 @@ def invoke(*args):
     return runner.invoke(app, list(args))
 
 
-def run_main(capsys, *args: str) -> tuple[int, str]:
-    """The console entry point in-process, as a user runs it: (exit status, stderr)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["unlearn", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main()
-    return exit_info.value.code, capsys.readouterr().err
-
-
 def test_cli_train_forget_evaluate_compare(tmp_path, capsys):
     orig, ia, ref = (str(tmp_path / n) for n in ("orig", "ia", "ref"))
     assert invoke("train", "--dataset", "multi-digits", "--epochs", "10", "--out", orig).exit_code == 0
@@ -366,13 +356,12 @@ def test_cli_train_forget_evaluate_compare(tmp_path, capsys):
     out = invoke("evaluate", "--checkpoint", ia, "--forget", "class:3@left", "--json")
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["uis"] == pytest.approx(report["uis"])
-    code, err = run_main(capsys, "forget", "--checkpoint", orig, "--forget", "random:0.05@nope", "--method", "finetune",
-                         "--out", str(tmp_path / "x"))
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code != 0 and len(errors) == 1 and "'nope' not in this dataset" in errors[0]
-    code, err = run_main(capsys, "forget", "--checkpoint", orig, "--forget", "random:0.05", "--method", "ssd", "--out",
-                         str(tmp_path / "x"))
-    assert code != 0 and "does not serve multi-task models" in err
+    line = cli_fails(capsys, "forget", "--checkpoint", orig, "--forget", "random:0.05@nope", "--method", "finetune",
+                     "--out", str(tmp_path / "x"))
+    assert "'nope' not in this dataset" in line
+    line = cli_fails(capsys, "forget", "--checkpoint", orig, "--forget", "random:0.05", "--method", "ssd", "--out",
+                     str(tmp_path / "x"))
+    assert "does not serve multi-task models" in line
     assert not (tmp_path / "x.json").exists()
 
 
@@ -402,15 +391,15 @@ def test_cli_methods_json_flags_multitask():
 
 
 def test_cli_mtl_model_on_single_task_data(tmp_path, capsys):
-    code, err = run_main(capsys, "train", "--dataset", "digits", "--model", "mtl-mlp", "--out", str(tmp_path / "m"))
-    assert code != 0 and "multi-task model and 'digits' has a single task" in err
+    line = cli_fails(capsys, "train", "--dataset", "digits", "--model", "mtl-mlp", "--out", str(tmp_path / "m"))
+    assert "multi-task model and 'digits' has a single task" in line
 
 
 def test_scoped_forget_on_single_task_checkpoint(tmp_path, capsys):
     assert invoke("train", "--dataset", "digits", "--epochs", "2", "--out", str(tmp_path / "d")).exit_code == 0
-    code, err = run_main(capsys, "forget", "--checkpoint", str(tmp_path / "d"), "--forget", "random:0.1@left",
-                         "--method", "finetune", "--out", str(tmp_path / "x"))
-    assert code != 0 and "needs multi-task data" in err
+    line = cli_fails(capsys, "forget", "--checkpoint", str(tmp_path / "d"), "--forget", "random:0.1@left",
+                     "--method", "finetune", "--out", str(tmp_path / "x"))
+    assert "needs multi-task data" in line
 
 
 def test_a_second_deletion_after_a_partial_one(tmp_path):

@@ -4,12 +4,11 @@ sample ids against the training data, generated for experiments, and the `unlear
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
-from unlearnkit import cli
+from tests.conftest import cli_fails
 from unlearnkit.cli import app
 from unlearnkit.data import load_dataset
 from unlearnkit.errors import ConfigError, DataError
@@ -99,15 +98,6 @@ def test_read_requests_missing_file(tmp_path):
         read_requests(tmp_path / "none.jsonl")
 
 
-def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["unlearn", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
 def test_cli_make_and_check(tmp_path, capsys):
     requests, model = tmp_path / "r.jsonl", tmp_path / "m"
     made = runner.invoke(app, ["requests", "make", "--dataset", "digits", "--subjects", "100", "--count", "5",
@@ -126,6 +116,6 @@ def test_cli_make_and_check(tmp_path, capsys):
     bad = runner.invoke(app, ["requests", "check", "--checkpoint", str(model), "--requests", str(requests), "--json"])
     report = json.loads(bad.stdout)
     assert bad.exit_code == 1 and report["usable"] == 5 and [p["line"] for p in report["problems"]] == [6, 7]
-    code, _, err = run_main(capsys, "requests", "check", "--checkpoint", str(model), "--requests",
-                            str(tmp_path / "none.jsonl"))
-    assert code == 2 and "does not exist" in err
+    line = cli_fails(capsys, "requests", "check", "--checkpoint", str(model), "--requests",
+                     str(tmp_path / "none.jsonl"))
+    assert "does not exist" in line

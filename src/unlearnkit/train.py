@@ -28,11 +28,11 @@ from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError, TrainingDivergedError, UnlearnError
 from unlearnkit.models.multitask import (
-    MASKED,
     is_multitask,
+    labelled_accuracy,
     multitask_loss,
     parse_task_weights,
-    task_correct,
+    task_accuracy,
     task_targets,
     task_weight_vector,
 )
@@ -303,25 +303,14 @@ def accuracy_on(
         return float("nan")
     logits = predict_logits(model, dataset, device=device)
     if is_multitask(model):
-        targets = task_targets(model, dataset)
-        valid = targets != MASKED
-        if not bool(valid.any()):
-            return float("nan")
-        correct = torch.stack(list(task_correct(model, logits, targets).values()), dim=1)
-        return float(correct[valid].float().mean())
+        return labelled_accuracy(model, logits, task_targets(model, dataset))
     return float((logits.argmax(1) == dataset.y).float().mean())
 
 
 def per_task_accuracy(model: nn.Module, dataset: IndexedDataset, *, device: str | torch.device | None = None
                       ) -> dict[str, float]:
     """A multi-task model's accuracy on each task's unmasked labels of ``dataset``."""
-    logits = predict_logits(model, dataset, device=device)
-    targets = task_targets(model, dataset)
-    out = {}
-    for t, (name, correct) in enumerate(task_correct(model, logits, targets).items()):
-        valid = targets[:, t] != MASKED
-        out[name] = float(correct[valid].float().mean()) if bool(valid.any()) else float("nan")
-    return out
+    return task_accuracy(model, predict_logits(model, dataset, device=device), task_targets(model, dataset))
 
 
 # ----------------------------------------------------------------------------------------------------------------

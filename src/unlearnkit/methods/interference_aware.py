@@ -34,6 +34,7 @@ only step 2 runs, which is OrthoGrad's unlearning step).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +46,7 @@ from unlearnkit.data.select import MASKED
 from unlearnkit.methods.base import Method, UnlearnTask, register
 from unlearnkit.methods.loops import clip_norm, cycle, forget_target, task_forget_targets
 from unlearnkit.methods.space import Float, Int
-from unlearnkit.models.multitask import is_multitask, multitask_loss, task_correct, task_weight_vector
+from unlearnkit.models.multitask import is_multitask, multitask_loss, task_accuracy, task_weight_vector
 from unlearnkit.params import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Interval, Params, param
 from unlearnkit.train import (
     batches,
@@ -135,12 +136,7 @@ def column_batch_accuracies(model: nn.Module, logits: torch.Tensor, y: torch.Ten
     """Per label column with an unmasked label in the batch, the batch's accuracy (a single-task model: column 0)."""
     if not is_multitask(model):
         return {0: (logits.argmax(1) == y).float().mean().item()}
-    out = {}
-    for c, correct in enumerate(task_correct(model, logits, y).values()):
-        valid = y[:, c] != MASKED
-        if bool(valid.any()):
-            out[c] = correct[valid].float().mean().item()
-    return out
+    return {c: value for c, value in enumerate(task_accuracy(model, logits, y).values()) if not math.isnan(value)}
 
 
 def column_accuracies(model: nn.Module, data, labels: torch.Tensor, device) -> dict[int, float]:

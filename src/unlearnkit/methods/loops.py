@@ -9,14 +9,12 @@ import math
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from unlearnkit.data.dataset import IndexedDataset
-from unlearnkit.data.select import MASKED
 from unlearnkit.methods.base import UnlearnTask
-from unlearnkit.models.multitask import is_multitask, task_correct, task_targets
+from unlearnkit.models.multitask import is_multitask, labelled_accuracy, task_accuracy, task_targets
 from unlearnkit.train import (
     accuracy_on,
     batches,
@@ -34,18 +32,14 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The supervised loss of ``model`` on a batch: cross-entropy, or a multi-task model's summed task losses
     (equal weights; ``descend`` applies the recipe's task weights when it runs this default)."""
-    return supervised_loss(model, model(x), y) if is_multitask(model) else F.cross_entropy(model(x), y)
+    return supervised_loss(model, model(x), y)
 
 
 def batch_accuracy(model: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> float:
     """Accuracy of a batch's logits on its labels (a multi-task model: over the unmasked (sample, task) labels)."""
     if not is_multitask(model):
         return (logits.argmax(1) == y).float().mean().item()
-    valid = y != MASKED
-    if not bool(valid.any()):
-        return float("nan")
-    correct = torch.stack(list(task_correct(model, logits, y).values()), dim=1)
-    return correct[valid].float().mean().item()
+    return labelled_accuracy(model, logits, y)
 
 
 def forget_target(task: UnlearnTask, fixed: float | None = None) -> float | None:
@@ -83,8 +77,7 @@ def task_forget_targets(task: UnlearnTask) -> dict[str, float] | None:
     if not all(whole.values()) and task.holdout is not None and len(task.holdout):  # only tasks not whole classes
         logits = outputs_on(model, task.holdout, task)
         if logits is not None:
-            correct = task_correct(model, logits.cpu(), task_targets(model, task.holdout))
-            holdout_acc = {name: float(c.float().mean()) for name, c in correct.items()}
+            holdout_acc = task_accuracy(model, logits.cpu(), task_targets(model, task.holdout))
     for name, whole_classes in whole.items():
         if whole_classes:
             levels[name] = 0.0

@@ -173,3 +173,21 @@ def multitask_loss(model: MultiTaskNet, logits: torch.Tensor, targets: torch.Ten
 def task_correct(model: MultiTaskNet, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per task, a bool per sample: predicted right (masked labels count as wrong; filter them first)."""
     return {name: logits[:, s].argmax(1) == targets[:, t] for t, (name, s) in enumerate(model.slices().items())}
+
+
+def labelled_accuracy(model: MultiTaskNet, logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Accuracy over the unmasked (sample, task) labels of ``targets``; NaN when every label is masked."""
+    valid = targets != MASKED
+    if not bool(valid.any()):
+        return float("nan")
+    correct = torch.stack(list(task_correct(model, logits, targets).values()), dim=1)
+    return float(correct[valid].float().mean())
+
+
+def task_accuracy(model: MultiTaskNet, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Per task, the accuracy over its unmasked labels of ``targets``; NaN for a task whose labels are all masked."""
+    out = {}
+    for t, (name, correct) in enumerate(task_correct(model, logits, targets).items()):
+        valid = targets[:, t] != MASKED
+        out[name] = float(correct[valid].float().mean()) if bool(valid.any()) else float("nan")
+    return out
