@@ -38,10 +38,11 @@ class PCGrad(Method):
     class Config(Params):
         epochs: int = param(2, AT_LEAST_ONE)  # passes over what remains (the retain stream drives the loop)
         lr_scale: float = param(0.2, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
-        # weight of the forget-ascent gradient against the retain one, by what is forgotten (multi-digits and digits
-        # runs, seed 0): whole classes 1.0 (UIS 0.0321 full-task, 0.0065 partial, against 0.0576 and 0.0100 at
-        # 0.5); random samples 0.5 (at 1.0 the digits mlp's random:0.1 fell to test accuracy 0.905 against
-        # retraining's 0.961; at 0.5 0.958, gap 0.0094 against the untouched original's 0.0163)
+        # weight of the forget-ascent gradient against the retain one, by what is forgotten (benchmarks/
+        # tune_multitask.py, seed 0, --grid '{"forget_weight": 1.0}' '{"forget_weight": 0.5}'): whole classes 1.0
+        # (multi-digits class:3 and class:3@left: UIS 0.0321 and 0.0065, against 0.0576 and 0.0100 at 0.5); random
+        # samples 0.5 (digits --specs random:0.1: at 1.0 test accuracy 0.9053, gap 0.0332, where the untouched
+        # original has 0.9638 and 0.0163; at 0.5 test 0.9582, gap 0.0094)
         forget_weight: float | None = param(None, POSITIVE, auto=ByTarget(classes=1.0, samples=0.5))
         clip_grad: float | None = param(1.0, POSITIVE)  # max norm of the summed gradient
         stop_accuracy: float | None = param(None, Interval(float, 0, 1, closed="both"))
