@@ -133,7 +133,7 @@ def _plots(title: str, entries: list[dict]) -> list[tuple[str, bytes]]:
     ax.set_ylabel("gap.average to retrain (lower is better)")
     ax.set_title(f"{title}: closeness vs cost")
     ax.grid(alpha=0.3)
-    pngs.append(("trade-off", _png(fig)))
+    pngs.append(("trade-off", png_bytes(fig)))
     metrics = [c for c in ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_efficacy")]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.8), sharey=False)
     labels = [e["label"] for e in entries]
@@ -146,7 +146,7 @@ def _plots(title: str, entries: list[dict]) -> list[tuple[str, bytes]]:
         ax.invert_yaxis()
     fig.suptitle(f"{title}: mean ± std over seeds", fontsize=10)
     fig.tight_layout()
-    pngs.append(("metrics", _png(fig)))
+    pngs.append(("metrics", png_bytes(fig)))
     with_eps = [e for e in entries if e["epsilons"]]
     if with_eps:  # the NeurIPS metric ran: where on the 0..50 scale do the per-example epsilons fall?
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -159,12 +159,12 @@ def _plots(title: str, entries: list[dict]) -> list[tuple[str, bytes]]:
         ax.set_title(f"{title}: NeurIPS forgetting quality, per-example epsilons", fontsize=10)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-        pngs.append(("epsilons", _png(fig)))
+        pngs.append(("epsilons", png_bytes(fig)))
     plt.close("all")
     return pngs
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
@@ -191,7 +191,7 @@ def write_report(out: str | Path, *, db: str | None = None) -> tuple[Path, Path]
         title = f"{dataset}, forget {forget}"
         table = _markdown_table(entries)
         md += [f"## {title}", "", table, ""]
-        body.append(f"<h2>{html.escape(title)}</h2>{_html_table(table)}")
+        body.append(f"<h2>{html.escape(title)}</h2>{html_table(table)}")
         for name, png in _plots(title, entries):
             file = out / f"report-{i}-{name}.png"
             files.write_bytes_atomic(file, png, force=True)  # the command's own output, regenerated
@@ -208,7 +208,7 @@ def write_report(out: str | Path, *, db: str | None = None) -> tuple[Path, Path]
     return md_path, html_path
 
 
-def _html_table(markdown: str) -> str:
+def html_table(markdown: str) -> str:
     lines = markdown.splitlines()
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]

@@ -8,6 +8,7 @@
     unlearn debias --checkpoint runs/cd/original --attribute color --method dfr --out runs/cd/dfr
     unlearn compare --dataset colored-digits --attribute color --methods all --json
     unlearn requests make --dataset digits --subjects 100 --count 20 --out runs/requests.jsonl
+    unlearn stream --checkpoint runs/d/original --requests runs/requests.jsonl --policy batch:5 --out runs/d/stream
 
 ``models`` holds the commands on single checkpoints, ``bench`` those that compare methods against retraining,
 ``stream`` those on deletion-request streams,
@@ -47,7 +48,8 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 # the order of `unlearn --help`
 for _command in (_models.datasets, _models.methods, _models.train, _models.forget, _models.debias, _models.evaluate,
-                 _bench.compare, _bench.demo, _bench.neurips, _bench.bench, _bench.tune, _bench.report):
+                 _bench.compare, _bench.demo, _bench.neurips, _bench.bench, _bench.tune, _bench.report,
+                 _stream.stream):
     app.command()(_command)
 app.add_typer(_stream.requests_app, name="requests")
 

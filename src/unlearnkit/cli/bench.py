@@ -317,13 +317,22 @@ def tune(
 
 
 def report(
-    out: Annotated[str, typer.Argument(metavar="DIR", help="The --out directory of `unlearn bench`.")],
+    out: Annotated[str, typer.Argument(metavar="DIR", help="The --out directory of `unlearn bench` or of "
+                                       "`unlearn stream`.")],
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the result store "
                                            "(default: sqlite:///DIR/results.sqlite).")] = None,
 ) -> None:
-    """Write DIR/report.md and a self-contained DIR/report.html: ranked tables (mean ± std over seeds) and plots."""
+    """Write DIR/report.md and a self-contained DIR/report.html: for a bench, ranked tables (mean ± std over seeds)
+    and plots; for a stream (DIR/stream.json), the accuracy trajectory over versions with fallbacks marked."""
+    from pathlib import Path
+
     from unlearnkit.bench.report import write_report
 
-    md_path, html_path = write_report(out, db=db)
+    if db is None and (Path(out) / "stream.json").is_file():
+        from unlearnkit.stream.report import write_stream_report
+
+        md_path, html_path = write_stream_report(out)
+    else:
+        md_path, html_path = write_report(out, db=db)
     out_console.print(f"wrote {md_path} and {html_path}", markup=False, soft_wrap=True)
 
