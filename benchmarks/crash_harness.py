@@ -7,10 +7,11 @@ Every scenario is one long command of the CLI, run as a subprocess exactly as a 
   (plain, with the NeurIPS-2023 metric, and with ``--executor ray``);
 - ``tune``: ``unlearn tune ... --trials 4 --resume``;
 - ``neurips``: ``unlearn neurips ... --save FILE --force`` (its reference models cached in the run folder);
-- ``sisa``: ``unlearn train --sisa shards=3,slices=3 --force``.
-Each is the command a user reruns after a kill (README, "Interrupted runs"): ``--resume`` continues a bench or a
-study; ``--force`` lets a rerun replace the result a kill may have left complete, while the reference cache and
-``OUT.sisa.partial/`` keep the finished work.
+- ``sisa``: ``unlearn train --sisa shards=3,slices=3 --force``;
+- ``stream``: ``unlearn stream ... --policy batch:2 --verify-every 2 --out out --resume`` (six id requests).
+Each is the command a user reruns after a kill (README, "Interrupted runs"): ``--resume`` continues a bench, a
+study or a stream; ``--force`` lets a rerun replace the result a kill may have left complete, while the reference
+cache and ``OUT.sisa.partial/`` keep the finished work.
 
 For each scenario the command first runs once to the end in a folder of its own (the clean run). Then, in fresh
 folders ("rounds"), it is started again and again, each run killed with SIGKILL, until a run ends by itself or
@@ -22,7 +23,8 @@ random pass. A round passes when
 - no run refused: every run that was not killed exited 0;
 - the final result equals the clean run's (bench: every stored cell's report and notes, exactly; timing columns
   aside; tune: the number of finished trials, none running, the defaults trial's value; neurips: the saved JSON
-  without its seconds; sisa: the weights' and every slice file's sha256);
+  without its seconds; sisa: the weights' and every slice file's sha256; stream: every version's requests and weights sha256, the
+  verification gaps and reversals);
 - nothing temporary is left in the folder (``.tmp-``, ``.old-``, ``.new-`` names, ``.sisa.partial``, SQLite
   journals).
 
@@ -151,6 +153,21 @@ def sisa_result(folder: Path) -> dict:
     return {"weights": sidecar["weights"]["sha256"], "slices": index["files"]}
 
 
+def stream_result(folder: Path) -> list:
+    doc = json.loads((folder / "out" / "stream.json").read_text())
+    return [(s["request_ids"], s["weights_sha256"], s["fallback"],
+             None if s["verified"] is None else (s["verified"]["gap"], s["verified"]["reversals"]))
+            for s in doc["steps"]]
+
+
+def _stream_requests(folder: Path) -> None:
+    from unlearnkit.data import load_dataset
+
+    ids = load_dataset("digits").train.ids.tolist()  # the shared original's training set
+    lines = [json.dumps({"request_id": f"r{k}", "ids": ids[5 * k:5 * k + 5]}) for k in range(6)]
+    (folder / "requests.jsonl").write_text("\n".join(lines) + "\n")
+
+
 def leftovers(folder: Path) -> list[str]:
     """Temporary names left in ``folder``; a side folder a checkpoint's sidecar names (``OUT.sisa.new-X`` after a
     replacement) is the checkpoint's, not a leftover."""
@@ -202,6 +219,10 @@ SCENARIOS = {
     "sisa": Scenario("sisa", lambda folder, _shared: unlearn_argv(
         "train", "--dataset", "digits", "--epochs", "3", "--sisa", "shards=3,slices=3", "--out", "model", "--force"),
         sisa_result),
+    "stream": Scenario("stream", lambda folder, shared: unlearn_argv(
+        "stream", "--checkpoint", str(shared / "original"), "--requests", "requests.jsonl", "--method", "finetune",
+        "--param", "epochs=1", "--policy", "batch:2", "--verify-every", "2", "--out", "out", "--resume"),
+        stream_result, _stream_requests),
 }
 
 
@@ -287,7 +308,7 @@ def crash_round(scenario: Scenario, folder: Path, shared: Path, rng: random.Rand
 def run_scenario(name: str, kills: int, work: Path, shared: Path, seed: int, kills_per_round: int = 3) -> Tally:
     """Rounds of ``scenario`` until ``kills`` kills have landed (or a round fails)."""
     scenario = SCENARIOS[name]
-    if name == "neurips":
+    if name in ("neurips", "stream"):
         prepare_shared(shared)
     expected, duration = clean_run(scenario, work, shared)
     rng = random.Random(f"{seed}:{name}")

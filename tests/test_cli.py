@@ -188,6 +188,8 @@ HELP_OPTIONS = {
     "tune": ["--method", "--config", "--trials", "--out", "--seed", "--write", "--timeout", "--force", "--json"],
     "report": ["--db"],
     "requests": ["make", "check"],  # a command group: its subcommands
+    "stream": ["--checkpoint", "--requests", "--method", "--param", "--policy", "--verify-every", "--max-drift",
+               "--reversal-tolerance", "--out", "--resume", "--seed", "--json"],
 }
 
 
