@@ -11,7 +11,8 @@ and ``unlearn requests make --count 50 --seed 0``. Each run is one ``unlearn str
 thread each, ``--jobs`` of them at a time); its JSON is stored in ``--out`` as it finishes, so a rerun skips the
 runs already there. Every run verifies against a model retrained on everything remaining at its last version (and
 halfway), which gives the final gap, the reversal check of every request, and ``retrain_seconds`` measured in the
-same process. The cost column is the run's unlearning time (fallback retrainings included, verification not)
+same process (for the SISA runs the reference is SISA training without the removed ids, and ``retrain_seconds`` the
+time of that). The cost column is the run's unlearning time (fallback retrainings included, verification not)
 divided by ``retrain_seconds`` x requests: the cost of retraining after every request.
 
 Prints one row per run and then the two targets of issue 16 with the figures they rest on.
@@ -115,6 +116,7 @@ def row(entry: dict) -> dict:
     retrain_each = r["retrain_every_request_seconds"]
     return {
         "run": entry["name"], "versions": len(r["steps"]), "fallbacks": r["fallbacks"],
+        "final_fallback": final["fallback"],
         "reversals": len(r["reversals"]), "final_reversals": len(ver.get("reversals", [])),
         "test": final["test_accuracy"], "ref_test": ref.get("test_accuracy"),
         "test_gap": ver.get("gap", {}).get("test_accuracy"), "forget_gap": ver.get("gap", {}).get("forget_accuracy"),
@@ -141,13 +143,15 @@ def report(entries: list[dict]) -> None:
           "test = final test accuracy; ref = that of the model retrained on everything remaining; gap/fgap/avg = "
           "test, forget-accuracy and average gaps to it; maxdrop = largest fall of a published version below the last "
           "exact model (retain or test); cost = unlearning seconds / (retrain seconds x requests)")
-    approx = [r for r in rows if not r["run"].startswith(("sisa", "certified"))]
+    # approximate: a method of the suite whose final version it made itself (not a fallback to retraining)
+    approx = [r for r in rows if not r["run"].startswith(("sisa", "certified")) and not r["final_fallback"]]
     ok = [r for r in approx if r["final_reversals"] == 0 and r["cost"] is not None and r["cost"] <= 0.2
           and r["test_gap"] is not None]
     if ok:
         best = min(ok, key=lambda r: r["test_gap"])
         verdict = "met" if best["test_gap"] <= 0.01 else f"missed by {best['test_gap'] - 0.01:.4f}"
-        print(f"\ntarget 1 (best approximate policy: final test gap <= 0.01, no reversal, cost <= 1/5): {verdict}: "
+        print(f"\ntarget 1 (best approximate policy, final version made by the method itself: final test gap <= 0.01, "
+              f"no reversal, cost <= 1/5): {verdict}: "
               f"{best['run']}: test gap {best['test_gap']:.4f}, {best['final_reversals']} reversals, cost "
               f"{best['cost']:.3f}")
     else:

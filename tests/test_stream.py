@@ -232,7 +232,7 @@ def test_certified_budget_spent_is_recorded_as_a_fallback(tmp_path):
 
 def test_sisa_stream_is_exact_and_equals_one_deletion_of_everything(tmp_path):
     """On a SISA checkpoint, `sisa` applied request by request ends bit-equal to one SISA deletion of all the
-    requests' samples (each shard retrained without them)."""
+    requests' samples (each shard retrained without them), which is also the stream's verification reference."""
     from unlearnkit.runs import forget_checkpoint, save_unlearned
 
     bundle = load_dataset("digits", subjects=30)
@@ -240,7 +240,10 @@ def test_sisa_stream_is_exact_and_equals_one_deletion_of_everything(tmp_path):
                           progress=False)
     save_model(tmp_path / "sisa", trained.model, trained.meta)
     requests = make_requests(bundle.train, 3, seed=0)
-    result = run_stream(tmp_path / "sisa", requests, "sisa", "each", out=tmp_path / "s", progress=False)
+    result = run_stream(tmp_path / "sisa", requests, "sisa", "each", out=tmp_path / "s", verify_every=3,
+                        progress=False)
+    # the reference of a SISA stream is SISA without the ids: a stream of exact deletions matches it exactly
+    assert result.steps[-1].verified["gap"]["average"] == 0 and result.reversals == []
     ids = sorted(forgotten(result.final_checkpoint))
     once, split, ckpt, _ = forget_checkpoint(tmp_path / "sisa", "ids:" + ",".join(map(str, ids)), "sisa")
     save_unlearned(tmp_path / "once", once, split, ckpt)
@@ -278,3 +281,15 @@ def test_report_of_a_folder_without_a_stream_or_bench_fails_in_one_line(tmp_path
 
     with pytest.raises(ConfigError, match="holds no stream"):
         write_stream_report(tmp_path)
+
+
+def test_a_request_for_everything_left_is_refused_in_one_line(tmp_path, capsys):
+    bundle = load_dataset("digits", subjects=2)
+    trained = train_model(bundle, "mlp", TrainConfig(epochs=1), progress=False)
+    save_model(tmp_path / "two", trained.model, trained.meta)
+    requests = tmp_path / "r.jsonl"
+    requests.write_text('{"request_id": "a", "subjects": [0]}\n{"request_id": "b", "subjects": [1]}\n')
+    line = cli_fails(capsys, "stream", "-c", str(tmp_path / "two"), "--requests", str(requests), "--policy",
+                     "batch:2", "--out", str(tmp_path / "s"))
+    assert "would remove every sample that is left" in line
+    assert not (tmp_path / "s").exists()  # nothing written

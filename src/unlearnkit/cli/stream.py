@@ -77,12 +77,13 @@ def check(
     """Read a request file against a checkpoint's data: which requests can be applied (and the samples each
     removes), and, line by line, which cannot and why. Bad lines never stop the others; the exit status is 1 when
     any line was refused."""
-    from unlearnkit.runs import load_with_data, training_set
+    from unlearnkit.runs import load_with_data
     from unlearnkit.stream import read_requests, resolve_requests
 
     parsed, problems = read_requests(requests)  # a missing file fails before the data loads
     ckpt, bundle = load_with_data(checkpoint, data_dir=data_dir)
-    resolved, more = resolve_requests(parsed, training_set(bundle, ckpt))
+    # as `unlearn stream` resolves them: samples the checkpoint's history removed count as already forgotten
+    resolved, more = resolve_requests(parsed, bundle.train, removed=ckpt.forgotten_ids())
     problems = sorted([*problems, *more], key=lambda p: p.line)
     summary = {
         "requests": str(requests), "usable": len(resolved), "refused": len(problems),

@@ -9,7 +9,9 @@ Every applied batch writes, in the output folder,
   judges the version on exactly what it forgot);
 - ``vNNNN.safetensors`` + ``vNNNN.json``: the model; its sidecar history is the parent's plus one entry (``parent``:
   the previous version, ``stream``: the version number and the request ids);
-- ``ref-vNNNN``: at a verification, the model retrained from scratch on everything remaining (the reference);
+- ``ref-vNNNN``: at a verification, the reference: the model retrained from scratch with the recipe on everything
+  remaining (for a SISA checkpoint, ``sisa`` applied to the input checkpoint with every id the stream removed, which
+  is SISA training without them);
 - ``stream.json`` last: the manifest, rewritten atomically. Writing it is the commit: a version that it does not
   list does not exist for the engine. A run killed anywhere resumes (``resume=True``) from the last listed version;
   the batch in progress is redone from the start, so no request is applied twice and none is lost.
@@ -38,7 +40,7 @@ import torch
 from torch import nn
 
 from unlearnkit.data import ForgetSplit, IndexedDataset
-from unlearnkit.errors import CheckpointError, ConfigError
+from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.evaluation import evaluate
 from unlearnkit.exact.sisa import ENSEMBLE
 from unlearnkit.files import write_json_atomic, write_text_atomic
@@ -381,9 +383,12 @@ class _Engine:
         name = f"v{version:04d}"
         ids = sorted(i for r in group for i in r.sample_ids)
         ids_file = self.out / f"{name}.ids"
+        split = _split(self.train, ids, f"ids:{ids_file}", self.seed)
+        if len(split.retain) == 0:
+            raise DataError(f"requests {', '.join(r.request_id for r in group)} would remove every sample that is "
+                            "left; nothing would remain to train on: retrain from scratch on new data instead")
         self.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(ids_file, "".join(f"{i}\n" for i in ids), force=True)
-        split = _split(self.train, ids, f"ids:{ids_file}", self.seed)
         result = unlearn(self.model, split, self.method, train_config=self.recipe, device=self.device,
                          seed=self.seed, holdout=self.test, progress=False, checkpoint=self.path,
                          **({} if isinstance(self.method, Method) else self.params))
@@ -469,15 +474,18 @@ class _Engine:
         if reuse is not None:
             reference, retrain_seconds = reuse.model, None  # the fallback just retrained on exactly this data
         else:
-            ref = unlearn(self.origin.model, whole, "retrain", train_config=self.recipe, device=self.device,
-                          seed=self.seed, progress=False)
+            # a SISA ensemble's exact reference is SISA training without the ids: sisa from the input checkpoint
+            exact = ("sisa", {"checkpoint": self.origin.path}) if self.ensemble else ("retrain", {})
+            ref = unlearn(self.origin.model, whole, exact[0], train_config=self.recipe, device=self.device,
+                          seed=self.seed, progress=False, **exact[1])
             reference, retrain_seconds = ref.model, ref.seconds
             self.doc["retrain_seconds"].append(round(ref.seconds, 4))
+        ref_method = "sisa" if self.ensemble else "retrain"
         report = evaluate(result.model, whole, self.test, reference, device=self.device, seed=self.seed)
         meta = CheckpointMeta(self.origin.model_name, self.origin.model_kwargs, self.origin.spec,
                               {k: v for k, v in self.origin.data.items() if k != "spec"}, self.origin.train_config,
                               history=[*_history(self.origin.path),
-                                       {"method": "retrain", "forget_spec": whole.spec, "seed": self.seed,
+                                       {"method": ref_method, "forget_spec": whole.spec, "seed": self.seed,
                                         "n_forget": len(whole.forget), "forget_ids": sorted(everything),
                                         "parent": str(self.origin.path), "stream": {"reference_for": name}}])
         save_model(self.out / f"ref-{name}", reference, meta)
