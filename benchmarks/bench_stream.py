@@ -65,7 +65,7 @@ def prepare(work: Path, subjects: int, count: int) -> None:
 def plan(count: int) -> list[dict]:
     """The runs: (checkpoint, method, policy, max drift). Verification halfway and at the end."""
     runs = []
-    for method in ("finetune", "gradient-ascent", "influence", "l1-sparse"):
+    for method in ("finetune", "gradient-ascent", "influence", "activation-prune", "l1-sparse"):
         for policy in ("each", "batch:10"):
             for drift in (None, DRIFT):
                 runs.append({"checkpoint": "original", "method": method, "policy": policy, "max_drift": drift})
