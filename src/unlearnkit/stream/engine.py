@@ -38,7 +38,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from unlearnkit.bench.compare import warm_up_optimizers
 from unlearnkit.data import ForgetSplit, IndexedDataset
 from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.evaluation import evaluate
@@ -285,13 +287,8 @@ def run_stream(
     problems = sorted([*problems, *more], key=lambda p: p.line)
     groups = [resolved[i:i + per_version] for i in range(0, len(resolved), per_version)]
     added = 0
-    from tqdm.auto import tqdm
-
-    from unlearnkit.bench.compare import warm_up_optimizers
-
     if groups:
         warm_up_optimizers()  # torch's one-time costs land in no step's seconds
-
     with tqdm(total=len(resolved), desc=f"stream {cls.name} ({config['policy']})", unit="request",
               disable=not show_progress(progress)) as bar:
         for k, group in enumerate(groups):
