@@ -189,7 +189,7 @@ HELP_OPTIONS = {
     "report": ["--db"],
     "requests": ["make", "check"],  # a command group: its subcommands
     "stream": ["--checkpoint", "--requests", "--method", "--param", "--policy", "--verify-every", "--max-drift",
-               "--reversal-tolerance", "--out", "--resume", "--seed", "--json"],
+               "--reversal-tol", "--out", "--resume", "--seed", "--json"],
 }
 
 

@@ -120,7 +120,7 @@ def stream(
     max_drift: Annotated[float | None, typer.Option("--max-drift", help="Fall back to exact retraining when retain "
                                                     "or test accuracy falls more than D (e.g. 0.02) below the last "
                                                     "exact model's.")] = None,
-    reversal_tolerance: Annotated[float, typer.Option("--reversal-tolerance", help="An earlier request whose "
+    reversal_tolerance: Annotated[float, typer.Option("--reversal-tol", help="An earlier request whose "
                                                       "accuracy is more than this above the reference's is a "
                                                       "reversal.")] = 0.1,
     seed: SeedOpt = 0,

@@ -268,7 +268,7 @@ def run_stream(
     if max_drift is not None and not (0 < max_drift < 1):
         raise ConfigError(f"--max-drift is an accuracy drop in (0, 1), e.g. 0.02 for two points; got {max_drift}")
     if not 0 <= reversal_tolerance < 1:
-        raise ConfigError(f"--reversal-tolerance is an accuracy difference in [0, 1), got {reversal_tolerance}")
+        raise ConfigError(f"--reversal-tol is an accuracy difference in [0, 1), got {reversal_tolerance}")
     if isinstance(requests, (str, Path)):
         parsed, problems = read_requests(requests)  # a missing file fails before the data loads
     else:
