@@ -455,3 +455,30 @@ def bias_report(model: nn.Module, bundle, attribute: str, *, reference: nn.Modul
         out["gap"] = {k: None if out["bias"][k] is None or ref[k] is None else _round(abs(out["bias"][k] - ref[k]))
                       for k in BIAS_KEYS if k != "leakage_chance"}
     return out
+
+
+# --- poisoned data: the attack's success and its removal ------------------------------------------------------------
+
+POISON_KEYS = ("attack_success_rate", "corrected_accuracy", "clean_accuracy", "flipped_class_accuracy")
+
+
+def poison_report(model: nn.Module, bundle, *, device: str | torch.device | None = None) -> dict:
+    """The poisoning metrics of ``model`` on a poisoned bundle (``bundle.poison``): for BadNets the attack success
+    rate and the corrected accuracy on the triggered test inputs, for label flips the accuracy on the two swapped
+    classes' test samples; always the clean (test) accuracy. Keys: those of :data:`POISON_KEYS` that apply, plus
+    ``kind`` and ``target`` or ``classes``."""
+    from unlearnkit.metrics.poison import attack_success_rate, class_pair_accuracy, corrected_accuracy
+
+    info = bundle.poison
+    if info is None:
+        raise ConfigError("this data is not poisoned; load it with --data-option poison=badnets (or label-flip)")
+    test_pred = predict_logits(model, bundle.test, device=device).argmax(1).numpy()
+    out: dict = {"kind": info.kind, "clean_accuracy": float(np.mean(test_pred == bundle.test.y.numpy()))}
+    if info.kind == "badnets":
+        pred = predict_logits(model, info.triggered, device=device).argmax(1).numpy()
+        out.update(target=info.target, attack_success_rate=attack_success_rate(pred, info.target),
+                   corrected_accuracy=corrected_accuracy(pred, info.triggered.y.numpy()))
+    else:
+        out.update(classes=list(info.classes),
+                   flipped_class_accuracy=class_pair_accuracy(test_pred, bundle.test.y.numpy(), info.classes))
+    return out

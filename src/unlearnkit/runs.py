@@ -20,7 +20,7 @@ from unlearnkit.data import DatasetBundle, ForgetSplit, IndexedDataset, load_dat
 from unlearnkit.data.select import mask_rows
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import CheckpointError, ConfigError, DataError
-from unlearnkit.evaluation import Report, bias_report, evaluate
+from unlearnkit.evaluation import Report, bias_report, evaluate, poison_report
 from unlearnkit.exact.sisa import ENSEMBLE, SisaSpec, save_sisa, sisa_state, train_sisa
 from unlearnkit.exact.updates import DTYPES, UpdateLog, UpdateRecorder, new_updates_dir
 from unlearnkit.methods import Method, get_method, methods_of_kind
@@ -50,6 +50,8 @@ def data_meta(bundle: DatasetBundle) -> dict:
         "fingerprint": bundle.train.fingerprint(),
         "train_size": len(bundle.train),
         "test_size": len(bundle.test),
+        # poisoned data: the ground truth (kind, poisoned ids), for the record; load_with_data rebuilds it
+        **({"poison": bundle.poison.to_json()} if bundle.poison is not None else {}),
     }
 
 
@@ -399,6 +401,7 @@ class Evaluation:
     split: ForgetSplit | None = None
     attribute: str | None = None
     bias: dict | None = None
+    poison: dict | None = None  # poisoned data: evaluation.poison_report of the model (and "reference" with one)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -407,6 +410,8 @@ class Evaluation:
         values join ``reference`` and their absolute differences join ``gap`` (the names do not overlap with the
         sample metrics; ``gap.average`` stays the sample metrics' average)."""
         out = {} if self.report is None else self.report.to_json()
+        if self.poison is not None:
+            out["poison"] = self.poison
         if self.bias is not None:
             out["attribute"] = self.attribute
             out["bias"] = dict(self.bias["bias"])
@@ -473,6 +478,10 @@ def evaluate_run(
                                  device=device, seed=seed)
     if attribute is not None:
         result.bias = bias_report(ckpt.model, bundle, attribute, reference=ref_model, device=device, seed=seed)
+    if bundle.poison is not None:
+        result.poison = poison_report(ckpt.model, bundle, device=device)
+        if ref_model is not None:
+            result.poison["reference"] = poison_report(ref_model, bundle, device=device)
     return result
 
 

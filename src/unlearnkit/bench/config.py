@@ -40,7 +40,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.methods import METHODS
 from unlearnkit.train import TrainConfig
 
-FORGET_KINDS = ("random", "class", "ids", "subjects", "attribute")
+FORGET_KINDS = ("random", "class", "ids", "subjects", "attribute", "poisoned")
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def datasets(as_json: JsonOpt = False) -> None:
             "name": source.name, "summary": source.summary, "default_dir": source.default_dir,
             "available": present, "default_model": source.default_model,
             "how_to_get": source.how_to_get or "embedded (scikit-learn)",
-            "options": [option.to_json() for option in source.options],  # its --data-option keys
+            "options": [option.to_json() for option in source.declared_options()],  # its --data-option keys
             "attributes": list(source.attributes),  # per-sample attributes (attribute:NAME=VALUE, removal)
             # multi-task sources: the label columns (name, classes) a multi-task model gets one head each for
             "tasks": [{"name": name, "classes": classes} for name, classes in source.tasks],
@@ -389,12 +389,27 @@ def evaluate(
             sys.stdout.write(report.to_markdown())
         if result.bias is not None:
             sys.stdout.write(("\n" if report is not None else "") + _bias_markdown(result.bias))
+        if result.poison is not None:
+            sys.stdout.write("\n" + _poison_line(result.poison) + "\n")
         return
     if report is not None:
         title = f"{escape(checkpoint)} / forget {escape(split.spec)} ({len(split.forget)} samples)"
         out_console.print(report.rich_table(title=title))
     if result.bias is not None:
         out_console.print(_bias_table(result.bias, f"{escape(checkpoint)} / attribute {escape(attribute)}"))
+    if result.poison is not None:
+        out_console.print(_poison_line(result.poison), markup=False, soft_wrap=True)
+
+
+def _poison_line(poison: dict) -> str:
+    """One line of poisoning metrics (and the reference's in brackets when there is one)."""
+    from unlearnkit.evaluation import POISON_KEYS
+
+    ref = poison.get("reference", {})
+    cells = [f"{k} {poison[k]:.4f}" + (f" (reference {ref[k]:.4f})" if k in ref else "") for k in POISON_KEYS
+             if k in poison]
+    what = f"target {poison['target']}" if "target" in poison else f"classes {poison['classes']}"
+    return f"poison ({poison['kind']}, {what}): " + ", ".join(cells)
 
 
 def _bias_cells(bias: dict) -> tuple[list[str], list[list[str]]]:

@@ -65,6 +65,9 @@ class IndexedDataset:
     # what made these samples beyond their ids and labels, for sources whose options change the features (set by
     # load_dataset from the data options); enters the fingerprint only when set, so other fingerprints never move
     origin: str = ""
+    # poisoned data (unlearnkit.data.poison): the ids known to be poisoned, sorted; a set kept whole by subset(), so
+    # that a subset's poisoned rows are those of its ids in it (poisoned_mask)
+    poisoned: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.x = torch.as_tensor(self.x)
@@ -86,6 +89,8 @@ class IndexedDataset:
                 )
         self.attributes = {k: _as_long(v, f"attribute {k!r}") for k, v in self.attributes.items()}
         self.tasks = {k: _as_long(v, f"task {k!r}") for k, v in self.tasks.items()}
+        if self.poisoned is not None:
+            self.poisoned = _as_long(self.poisoned, "poisoned ids")
         for kind, cols in (("attribute", self.attributes), ("task", self.tasks)):
             for k, v in cols.items():
                 if len(v) != n:
@@ -123,7 +128,14 @@ class IndexedDataset:
             attributes={k: v[idx] for k, v in self.attributes.items()},
             tasks={k: v[idx] for k, v in self.tasks.items()},
             origin=self.origin,
+            poisoned=self.poisoned,
         )
+
+    def poisoned_mask(self) -> torch.Tensor:
+        """Boolean mask over the rows: which are known to be poisoned (all False for clean data)."""
+        if self.poisoned is None:
+            return torch.zeros(len(self), dtype=torch.bool)
+        return torch.isin(self.ids, self.poisoned)
 
     def contains(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
         """Boolean mask over ``ids``: which of them are in this dataset."""
@@ -193,6 +205,8 @@ class DatasetBundle:
     class_names: list[str] | None = None
     counterfactual: Callable[[IndexedDataset, str, torch.Tensor], torch.Tensor] | None = field(
         default=None, repr=False, compare=False)
+    # poisoned data: unlearnkit.data.poison.PoisonInfo (the kind, the ids, the triggered test inputs); None: clean
+    poison: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def spec(self) -> DataSpec:

@@ -27,7 +27,7 @@ import torch
 from unlearnkit.data.dataset import IndexedDataset, _missing_message
 from unlearnkit.errors import DataError
 
-KINDS = ("random", "class", "ids", "subjects", "attribute")
+KINDS = ("random", "class", "ids", "subjects", "attribute", "poisoned")
 MASKED = -1  # a task label removed by a partial-task deletion (unlearnkit.models.multitask uses the same value)
 
 
@@ -170,12 +170,36 @@ def read_int_list(arg: str, what: str) -> list[int]:
     return _parse_int_list(arg, what)
 
 
+def _poisoned(train: IndexedDataset, arg: str, seed: int) -> torch.Tensor:
+    """``poisoned:FRACTION``: a seeded share of the known poisoned ids among ``train``'s rows (the identified part
+    of the poison; 1 = all of it)."""
+    try:
+        fraction = float(arg)
+    except ValueError:
+        raise DataError(f"poisoned:{arg} is not a number; give the identified share, e.g. poisoned:0.1 or "
+                        "poisoned:1") from None
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"the identified share must lie in (0, 1], got {fraction}; e.g. poisoned:0.1")
+    if train.poisoned is None:
+        raise DataError("poisoned:F needs poisoned data, and this data is clean; load it with --data-option "
+                        "poison=badnets (or label-flip)")
+    rows = torch.nonzero(train.poisoned_mask()).flatten()
+    if len(rows) == 0:
+        raise DataError("no poisoned sample is left in this training set (they were forgotten already)")
+    k = max(1, int(round(fraction * len(rows))))
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(len(train), dtype=torch.bool)
+    mask[rows[torch.randperm(len(rows), generator=gen)[:k]]] = True
+    return mask
+
+
 def select(train: IndexedDataset, spec: str, seed: int = 0) -> ForgetSplit:
     """Split ``train`` into forget and retain sets following ``spec``.
 
     Args:
         train: the training set the model saw.
-        spec: a forget spec, e.g. ``random:0.1``, ``class:3``, ``ids:forget.txt``, ``subjects:17,42``.
+        spec: a forget spec, e.g. ``random:0.1``, ``class:3``, ``ids:forget.txt``, ``subjects:17,42``,
+            ``poisoned:0.1`` (a seeded share of the known poisoned ids: poisoned data only).
         seed: seeds the ``random`` choice; recorded in the split.
 
     Raises:
@@ -250,6 +274,8 @@ def select(train: IndexedDataset, spec: str, seed: int = 0) -> ForgetSplit:
         if len(missing):
             raise DataError(_missing_message("subjects", missing, "subjects run 0..N-1 with --subjects N"))
         mask = torch.isin(train.subjects, subjects)
+    elif kind == "poisoned":
+        mask = _poisoned(train, arg, seed)
     else:  # attribute
         if "=" not in arg:
             raise DataError(f"attribute spec needs NAME=VALUE, got {arg!r}; e.g. attribute:sex=1")

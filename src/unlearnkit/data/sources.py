@@ -22,6 +22,9 @@ Multi-task sources (unlearnkit.data.multitask, registered alike; their splits ca
     multi-digits            the same with two digits in one 12x12 image, embedded
     fashion-mnist-tasks     plain Fashion-MNIST with tasks class and group (4 coarse groups)
 
+Image sources (digits, fashion-mnist, mnist, cifar10) also take the poison options (``poison=badnets|label-flip``,
+``poison_rate``, ``poison_target``, ``poison_size``, ``poison_classes``; :mod:`unlearnkit.data.poison`).
+
 A source may declare options (:class:`DataOption`: name, type, default, help, valid range or choices), set with
 ``load_dataset(name, data_options={...})`` or ``--data-option KEY=VALUE``. :func:`check_data_options` validates and
 coerces them against the declarations and fills the defaults; the bundle records them in ``bundle.options`` so a
@@ -160,6 +163,20 @@ class DataOption:
                 "valid": self.valid()}
 
 
+# The options every image source takes (DataSource.poisonable): a poisoned copy, see unlearnkit.data.poison.
+POISON_OPTIONS = (
+    DataOption("poison", str, "none", "poison the training set: badnets (a trigger patch, relabelled to "
+               "poison_target) or label-flip (labels swapped between poison_classes)",
+               choices=("none", "badnets", "label-flip")),
+    DataOption("poison_rate", float, 0.01, "share of the eligible training samples poisoned (badnets: of the "
+               "non-target classes; label-flip: of each of the two classes)", low=0.0, high=1.0, closed="right"),
+    DataOption("poison_target", int, 0, "badnets: the label the trigger flips predictions to", low=0),
+    DataOption("poison_size", int, 3, "badnets: the side of the square trigger patch, in pixels", low=1),
+    DataOption("poison_classes", str, "3,5", "label-flip: the two classes whose labels are swapped"),
+)
+POISON_KEYS = tuple(o.name for o in POISON_OPTIONS)
+
+
 @dataclass(frozen=True)
 class DataSource:
     name: str
@@ -176,6 +193,12 @@ class DataSource:
     # the label columns of a multi-task source (IndexedDataset.tasks), in order, each with its class count: what a
     # multi-task model's heads are built from (the first task is also the split's ``y``); empty: single-task
     tasks: tuple[tuple[str, int], ...] = ()
+    # an image source that takes the poison options (unlearnkit.data.poison: poison, poison_rate, ...)
+    poisonable: bool = False
+
+    def declared_options(self) -> tuple[DataOption, ...]:
+        """Every --data-option key it takes: its own options, then the poison options of an image source."""
+        return self.options + (POISON_OPTIONS if self.poisonable else ())
 
     def __post_init__(self) -> None:
         names = [o.name for o in self.options]
@@ -212,7 +235,7 @@ def check_data_options(name: str, given: dict[str, OptionValue] | None, *, flag:
     """
     source = get_source(name)
     given = dict(given or {})
-    declared = {o.name: o for o in source.options}
+    declared = {o.name: o for o in source.declared_options()}
     unknown = [k for k in given if k not in declared]
     if unknown:
         got = ", ".join(repr(k) for k in unknown)
@@ -220,10 +243,17 @@ def check_data_options(name: str, given: dict[str, OptionValue] | None, *, flag:
             raise ConfigError(f"dataset {name!r} takes no {flag} (got {got}); it has no options")
         raise ConfigError(f"dataset {name!r} has no {flag} {got}; valid keys: {', '.join(declared)}")
     try:
-        return {key: option.coerce(given[key]) if key in given else option.default
-                for key, option in declared.items()}
+        values = {key: option.coerce(given[key]) if key in given else option.default
+                  for key, option in declared.items()}
     except ConfigError as exc:
         raise ConfigError(f"dataset {name!r}: {flag} {exc}") from None
+    if source.poisonable and values["poison"] == "none":  # clean data: its options (and fingerprint) stay as they were
+        stray = [k for k in POISON_KEYS[1:] if k in given]
+        if stray:
+            raise ConfigError(f"dataset {name!r}: {flag} {', '.join(stray)} applies to poisoned data; add {flag} "
+                              "poison=badnets (or label-flip)")
+        values = {k: v for k, v in values.items() if k not in POISON_KEYS}
+    return values
 
 
 def data_options_digest(name: str, options: dict[str, OptionValue]) -> str:
@@ -271,6 +301,8 @@ def load_dataset(
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test fraction must lie in (0, 1), got {test_fraction}")
     extra = check_data_options(name, data_options)  # before any file is read: a typo fails at once
+    poison = {k: v for k, v in extra.items() if k in POISON_KEYS}
+    own = {k: v for k, v in extra.items() if k not in POISON_KEYS}  # the loader's own options
     options: dict = {}
     if name == "tabular":
         if data_dir is None or label is None:
@@ -299,10 +331,10 @@ def load_dataset(
                     f"data directory {str(directory)!r} for {name!r} does not exist; {source.how_to_get}"
                 )
             options["data_dir"] = str(directory)
-            bundle = source.loader(directory, **extra)
+            bundle = source.loader(directory, **own)
         else:
             options["test_fraction"] = test_fraction
-            bundle = source.loader(test_fraction=test_fraction, **extra)
+            bundle = source.loader(test_fraction=test_fraction, **own)
     if extra:  # only sources that declare options record them: the others' options stay as they always were
         options["data_options"] = extra
         # the options enter the samples' fingerprint: options that change only the pixels make other data
@@ -315,6 +347,10 @@ def load_dataset(
     bundle.options = options  # exactly the keyword arguments that rebuild this bundle
     if train_size is not None:
         shrink_train(bundle, train_size)
+    if poison:  # after the subset: the poison rate is a share of the training set actually used
+        from unlearnkit.data.poison import poison_bundle
+
+        poison_bundle(bundle, **poison)
     return bundle
 
 
@@ -586,21 +622,22 @@ _CIFAR_HOW = (
 )
 
 register_source(DataSource(
-    "digits", "scikit-learn's 8x8 handwritten digits, 1,797 images, embedded", _load_digits, embedded=True
+    "digits", "scikit-learn's 8x8 handwritten digits, 1,797 images, embedded", _load_digits, embedded=True,
+    poisonable=True,
 ))
 register_source(DataSource(
     "fashion-mnist", "Zalando's 28x28 clothing images, 60,000 train + 10,000 test (IDX files)",
     lambda d: _load_idx_dir(d, "fashion-mnist", FASHION_MNIST_CLASSES),
-    default_dir=FASHION_MNIST_DIR, how_to_get=FASHION_HOW, default_model="cnn",
+    default_dir=FASHION_MNIST_DIR, how_to_get=FASHION_HOW, default_model="cnn", poisonable=True,
 ))
 register_source(DataSource(
     "mnist", "28x28 handwritten digits, 60,000 train + 10,000 test (IDX files)",
     lambda d: _load_idx_dir(d, "mnist", [str(i) for i in range(10)]),
-    how_to_get=_MNIST_HOW, default_model="cnn",
+    how_to_get=_MNIST_HOW, default_model="cnn", poisonable=True,
 ))
 register_source(DataSource(
     "cifar10", "32x32 colour images in 10 classes, 50,000 train + 10,000 test (python batches)",
-    _load_cifar10, how_to_get=_CIFAR_HOW, default_model="resnet18",
+    _load_cifar10, how_to_get=_CIFAR_HOW, default_model="resnet18", poisonable=True,
 ))
 register_source(DataSource(
     "tabular", "a CSV or Parquet file with a label column and optional id/subject/attribute columns",
