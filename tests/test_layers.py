@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"unlearning"},
     {"relearn"},
     {"evaluation"},
+    {"detect"},
     {"runs"},
     {"bench"},
     {"stream"},

@@ -11,7 +11,7 @@
     unlearn stream --checkpoint runs/d/original --requests runs/requests.jsonl --policy batch:5 --out runs/d/stream
 
 ``models`` holds the commands on single checkpoints, ``bench`` those that compare methods against retraining,
-``stream`` those on deletion-request streams,
+``stream`` those on deletion-request streams, ``poison`` the poison detector,
 ``common`` the option types and output helpers they share; this module assembles them into one typer app.
 Errors print one line on stderr (the problem and the fix) and exit with status 2; ``--debug`` shows the
 traceback instead.
@@ -27,6 +27,7 @@ from rich.markup import escape
 
 from unlearnkit.cli import bench as _bench
 from unlearnkit.cli import models as _models
+from unlearnkit.cli import poison as _poison
 from unlearnkit.cli import stream as _stream
 from unlearnkit.cli.common import STATE, err_console
 from unlearnkit.errors import UnlearnError
@@ -49,7 +50,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 # the order of `unlearn --help`
 for _command in (_models.datasets, _models.methods, _models.train, _models.forget, _models.debias, _models.evaluate,
                  _bench.compare, _bench.demo, _bench.neurips, _bench.bench, _bench.tune, _bench.report,
-                 _stream.stream):
+                 _stream.stream, _poison.detect):
     app.command()(_command)
 app.add_typer(_stream.requests_app, name="requests")
 
