@@ -1,0 +1,108 @@
+"""trigger-repair: remove a backdoor when only some of its poisoned samples are known, by learning that the trigger
+means nothing.
+
+The identified poisoned samples (the forget set) all carry the attacker's trigger. Where the trigger sits and what
+it looks like can be read off them: per pixel, how far their mean lies from the retain set's mean, in units of
+their own spread plus a tenth of the data's (a patch the attacker stamps is the same in every poisoned image, so
+its spread is small). The
+pixels whose score is at least ``mask_share`` of the highest form the estimated trigger mask, and the identified
+samples' mean there its pattern. The model is then fine-tuned on a random subset of the retain set in which a
+``stamp_share`` of every batch carries the estimated trigger *with its true label*. What the model learnt from the
+trigger, including from the poisoned samples nobody identified, is unlearnt: the trigger no longer predicts the
+target class.
+
+This is the unlearning step of Neural Cleanse (Wang et al., IEEE S&P 2019: fine-tune on clean samples stamped with
+the reverse-engineered trigger and keep their labels), with the trigger estimated from the identified samples
+instead of by optimisation. It needs a consistent trigger; when the identified samples share no patch (label
+flips), the score is flat and it says so in a note and only fine-tunes on the retain subset.
+
+    unlearn forget --checkpoint runs/fm/bad --forget poisoned:0.1 --method trigger-repair --out runs/fm/repaired
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unlearnkit.errors import ConfigError
+from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
+from unlearnkit.methods.loops import cross_entropy, descend
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Interval, Params, param
+
+UNIT = Interval(float, 0, 1, closed="right")
+CONSISTENT = 3.0  # a trigger's score: its mean shift is this many times the identified samples' own spread
+
+
+@dataclass
+class Trigger:
+    """The estimated trigger: a boolean mask over the image ([C, H, W]) and the pattern's values under it."""
+
+    mask: torch.Tensor
+    pattern: torch.Tensor
+    score: float  # the highest pixel score: how consistent the trigger is
+
+    def stamp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.mask, self.pattern, x)
+
+
+def estimate_trigger(forget: torch.Tensor, retain: torch.Tensor, mask_share: float = 0.5) -> Trigger:
+    """The trigger shared by the images ``forget`` ([N, C, H, W]): pixels whose mean shift from ``retain``, over
+    the forget images' standard deviation, is at least ``mask_share`` of the highest such score."""
+    mean_f, mean_r = forget.mean(0), retain.mean(0)
+    spread = forget.std(0, unbiased=False) if len(forget) > 1 else torch.zeros_like(mean_f)
+    score = (mean_f - mean_r).abs() / (spread + 0.1 * retain.std() + 1e-6)  # one scale for every pixel
+    top = float(score.max())
+    return Trigger(score >= mask_share * top, mean_f, top)
+
+
+@register
+class TriggerRepair(Method):
+    name = "trigger-repair"
+    summary = ("estimate the backdoor trigger from the identified poisoned samples, then fine-tune on retain samples "
+               "stamped with it under their true labels (acts on unidentified poison too)")
+    reference = ("Wang et al., Neural Cleanse, IEEE S&P 2019 (unlearning with the trigger and true labels); "
+                 "Goel et al., Corrective Machine Unlearning, TMLR 2024 (the partly identified setting)")
+    # for backdoors (poisoned:F); it does not claim to forget a class
+    forgets_classes = False
+
+    @dataclass(frozen=True)
+    class Config(Params):
+        epochs: int = param(1, AT_LEAST_ONE)  # passes over the retain subset
+        lr_scale: float = param(0.5, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        retain_samples: int = param(10000, AT_LEAST_ONE)  # size of the seeded retain subset fine-tuned on
+        stamp_share: float = param(0.3, UNIT)  # share of each batch stamped with the estimated trigger
+        mask_share: float = param(0.5, UNIT)  # trigger pixels: score >= this share of the highest score
+        schedule: str = param("cosine", SCHEDULE)
+
+    def run(self, task: UnlearnTask) -> nn.Module:
+        cfg, split = self.config, task.split
+        forget_x, retain = split.forget.x, split.retain
+        if forget_x.dim() != 4:
+            raise ConfigError(f"trigger-repair needs image data ([N, C, H, W]); these samples have shape "
+                              f"{tuple(forget_x.shape[1:])}: use another method (`unlearn methods`)")
+        found = estimate_trigger(forget_x, retain.x, cfg.mask_share)
+        trigger = Trigger(found.mask.to(task.device), found.pattern.to(task.device), found.score)
+        gen = task.generator(1)
+        if len(retain) > cfg.retain_samples:
+            retain = retain.subset(torch.randperm(len(retain), generator=gen)[:cfg.retain_samples].sort().values)
+        consistent = trigger.score >= CONSISTENT
+        if consistent:
+            stamp = trigger.stamp
+            task.info.update(trigger_pixels=int(trigger.mask.sum()), trigger_score=round(trigger.score, 3))
+        else:
+            task.note(f"the identified samples share no trigger (highest pixel score {trigger.score:.2f} < "
+                      f"{CONSISTENT:g}): fine-tuned on the retain subset only")
+        share = cfg.stamp_share if consistent else 0.0
+        coin = task.generator(2)
+
+        def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            if share > 0:
+                chosen = (torch.rand(len(x), generator=coin) < share).to(x.device)
+                x = torch.where(chosen[:, None, None, None], stamp(x), x)
+            return cross_entropy(net, x, y)
+
+        return descend(task.clone_model(), retain, task, epochs=cfg.epochs,
+                       lr=task.train_config.lr * cfg.lr_scale, loss_fn=loss, schedule=cfg.schedule,
+                       desc="trigger-repair")
