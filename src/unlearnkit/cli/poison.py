@@ -32,9 +32,8 @@ def detect(
 ) -> None:
     """Score every training sample of a checkpoint with a poison detector and write the suspects' ids. When the
     checkpoint's data records its poisoned ids (--data-option poison=...), precision and recall are printed."""
-    from unlearnkit.detect import DETECTORS
+    from unlearnkit.detect import DETECTORS, precision_recall
     from unlearnkit.detect import detect as run_detect
-    from unlearnkit.detect import precision_recall
     from unlearnkit.errors import ConfigError
     from unlearnkit.files import refuse_overwrite, write_text_atomic
     from unlearnkit.runs import load_with_data, training_set
