@@ -2,11 +2,10 @@
 means nothing.
 
 The identified poisoned samples (the forget set) all carry the attacker's trigger. Where the trigger sits and what
-it looks like can be read off them: per pixel, how far their mean lies from the retain set's mean, in units of
-their own spread plus a tenth of the data's (a patch the attacker stamps is the same in every poisoned image, so
-its spread is small). The
-pixels whose score is at least ``mask_share`` of the highest form the estimated trigger mask, and the identified
-samples' mean there its pattern. The model is then fine-tuned on a random subset of the retain set in which a
+it looks like can be read off them: per pixel and value, the share of them holding that value, less the share of the
+retain set holding it, at the value where that difference is largest (a patch the attacker stamps is the same in every poisoned image and rare elsewhere). The
+pixels whose score is at least ``mask_share`` of the highest form the estimated trigger mask, and those values its
+pattern. The model is then fine-tuned on a random subset of the retain set in which a
 ``stamp_share`` of every batch carries the estimated trigger *with its true label*. What the model learnt from the
 trigger, including from the poisoned samples nobody identified, is unlearnt: the trigger no longer predicts the
 target class.
@@ -32,7 +31,7 @@ from unlearnkit.methods.loops import cross_entropy, descend
 from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Interval, Params, param
 
 UNIT = Interval(float, 0, 1, closed="right")
-CONSISTENT = 3.0  # a trigger's score: its mean shift is this many times the identified samples' own spread
+CONSISTENT = 0.3  # a trigger: 30 points more of the identified samples than of the retain set share its value
 
 
 @dataclass
@@ -48,13 +47,26 @@ class Trigger:
 
 
 def estimate_trigger(forget: torch.Tensor, retain: torch.Tensor, mask_share: float = 0.5) -> Trigger:
-    """The trigger shared by the images ``forget`` ([N, C, H, W]): pixels whose mean shift from ``retain``, over
-    the forget images' standard deviation, is at least ``mask_share`` of the highest such score."""
-    mean_f, mean_r = forget.mean(0), retain.mean(0)
-    spread = forget.std(0, unbiased=False) if len(forget) > 1 else torch.zeros_like(mean_f)
-    score = (mean_f - mean_r).abs() / (spread + 0.1 * retain.std() + 1e-6)  # one scale for every pixel
+    """The trigger shared by the images ``forget`` ([N, C, H, W]). Per pixel and value (to 1/100 of the data's
+    scale), the share of them that hold the value less the share of ``retain`` that holds it, at the value where
+    that is largest: a stamped patch is the same in every poisoned image, and rare in clean ones. Pixels scoring at least
+    ``mask_share`` of the highest score form the mask; the frequent values are the pattern. The score is a
+    difference of shares, so it survives identified sets that are half false positives (a detector's suspects)."""
+    scale = 100.0 / float(retain.std().clamp_min(1e-6))
+    codes_f, codes_r = torch.round(forget * scale).long(), torch.round(retain * scale).long()
+    low = int(min(codes_f.min(), codes_r.min()))
+    bins = int(max(codes_f.max(), codes_r.max())) - low + 1
+    pixels = forget[0].numel()
+
+    def shares(codes: torch.Tensor) -> torch.Tensor:  # [pixels, bins]: the share of images with each value
+        flat = (torch.arange(pixels) * bins + (codes.reshape(len(codes), -1) - low)).reshape(-1)
+        return torch.bincount(flat, minlength=pixels * bins).reshape(pixels, bins).float() / len(codes)
+
+    gain, best = (shares(codes_f) - shares(codes_r)).max(dim=1)  # the value the identified images favour most
+    score = gain.reshape(forget.shape[1:])
+    pattern = ((best + low).float() / scale).reshape(forget.shape[1:])
     top = float(score.max())
-    return Trigger(score >= mask_share * top, mean_f, top)
+    return Trigger(score >= mask_share * top, pattern, top)
 
 
 @register
@@ -69,9 +81,13 @@ class TriggerRepair(Method):
 
     @dataclass(frozen=True)
     class Config(Params):
+        # One pass over 20,000 retain samples at 0.25x the recipe's lr: on the Fashion-MNIST mlp with BadNets 1%
+        # (seed 0, poisoned:0.1), `unlearn forget ... -p lr_scale=L -p retain_samples=S` gave clean accuracy /
+        # attack success rate 0.8830 / 0.0249 (0.25, 10000), 0.8894 / 0.0247 (0.25, 20000), 0.8860 / 0.0304
+        # (0.1, 10000), 0.8901 / 0.0277 (0.1, 20000); the original: 0.8950 / 0.9916.
         epochs: int = param(1, AT_LEAST_ONE)  # passes over the retain subset
-        lr_scale: float = param(0.5, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
-        retain_samples: int = param(10000, AT_LEAST_ONE)  # size of the seeded retain subset fine-tuned on
+        lr_scale: float = param(0.25, POSITIVE)  # learning rate = lr_scale x the original recipe's lr
+        retain_samples: int = param(20000, AT_LEAST_ONE)  # size of the seeded retain subset fine-tuned on
         stamp_share: float = param(0.3, UNIT)  # share of each batch stamped with the estimated trigger
         mask_share: float = param(0.5, UNIT)  # trigger pixels: score >= this share of the highest score
         schedule: str = param("cosine", SCHEDULE)
