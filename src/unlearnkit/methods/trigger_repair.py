@@ -2,11 +2,12 @@
 means nothing.
 
 The identified poisoned samples (the forget set) all carry the attacker's trigger. Where the trigger sits and what
-it looks like can be read off them: per pixel and value, the share of them holding that value, less the share of the
-retain set holding it, at the value where that difference is largest (a patch the attacker stamps is the same in every poisoned image and rare elsewhere). The
-pixels whose score is at least ``mask_share`` of the highest form the estimated trigger mask, and those values its
-pattern. The model is then fine-tuned on a random subset of the retain set in which a
-``stamp_share`` of every batch carries the estimated trigger *with its true label*. What the model learnt from the
+it looks like can be read off them. A patch the attacker stamps is the same in every poisoned image and rare
+elsewhere, so per pixel and value the score is the share of them holding that value less the share of the retain
+set holding it, at the value where that difference is largest. The pixels whose score is at least ``mask_share``
+of the highest form the estimated trigger mask, and those values its pattern. The model is then fine-tuned on a
+random subset of the retain set in which a ``stamp_share`` of every batch carries the estimated trigger *with its
+true label*. What the model learnt from the
 trigger, including from the poisoned samples nobody identified, is unlearnt: the trigger no longer predicts the
 target class.
 
@@ -49,8 +50,8 @@ class Trigger:
 def estimate_trigger(forget: torch.Tensor, retain: torch.Tensor, mask_share: float = 0.5) -> Trigger:
     """The trigger shared by the images ``forget`` ([N, C, H, W]). Per pixel and value (to 1/100 of the data's
     scale), the share of them that hold the value less the share of ``retain`` that holds it, at the value where
-    that is largest: a stamped patch is the same in every poisoned image, and rare in clean ones. Pixels scoring at least
-    ``mask_share`` of the highest score form the mask; the frequent values are the pattern. The score is a
+    that is largest: a stamped patch is the same in every poisoned image, and rare in clean ones. Pixels scoring at
+    least ``mask_share`` of the highest score form the mask; those values are the pattern. The score is a
     difference of shares, so it survives identified sets that are half false positives (a detector's suspects)."""
     scale = 100.0 / float(retain.std().clamp_min(1e-6))
     codes_f, codes_r = torch.round(forget * scale).long(), torch.round(retain * scale).long()
