@@ -140,3 +140,117 @@ def test_evaluate_json_has_the_poison_object(tmp_path, badnets, capsys):
     save_model(tmp_path / "clean", clean.model, clean.meta)
     assert "this data is clean" in cli_fails(capsys, "evaluate", "-c", str(tmp_path / "clean"), "--forget",
                                              "poisoned:1")
+
+
+# --- detection -------------------------------------------------------------------------------------------------------
+
+def planted_features(seed: int = 0):
+    """Three labels of 60 Gaussian feature rows (dimension 8); 6 rows of label 0 are shifted far along one axis,
+    as a backdoor's relabelled samples are in the features."""
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(180, 8))
+    labels = np.repeat([0, 1, 2], 60)
+    planted = np.arange(6)
+    feats[planted, 3] += 12.0
+    return feats, labels, planted
+
+
+def test_spectral_scores_put_planted_outliers_on_top_and_match_a_reference():
+    from unlearnkit.detect.detectors import spectral_scores
+
+    feats, labels, planted = planted_features()
+    scores = spectral_scores(feats, labels, directions=1)
+    assert set(np.argsort(-scores)[:6]) == set(planted)
+    for label in (0, 1, 2):  # the slow reference: the covariance's top eigenvector (numpy's eigh), per label
+        rows = np.flatnonzero(labels == label)
+        centred = feats[rows] - feats[rows].mean(0)
+        _, vecs = np.linalg.eigh(centred.T @ centred)
+        ref = (centred @ vecs[:, -1]) ** 2
+        assert np.allclose(scores[rows], ref / np.median(ref))
+
+
+def test_activation_clustering_flags_the_small_cluster_only():
+    from unlearnkit.detect.detectors import clustering_scores
+
+    feats, labels, planted = planted_features(1)
+    scores = clustering_scores(feats, labels, max_cluster=0.35)
+    assert set(np.flatnonzero(scores > 0)) == set(planted)  # labels 1 and 2 split evenly: not suspect
+
+
+def test_detect_on_digits_badnets_and_the_cli(tmp_path, capsys):
+    """`unlearn detect` on a digits BadNets model writes suspects that `--forget ids:FILE` reads, with precision and
+    recall against the recorded poison; spectral signatures find most of it."""
+    from unlearnkit.detect import detect, precision_recall
+
+    data = load_dataset("digits", data_options={"poison": "badnets", "poison_rate": "0.02"})
+    trained = train_model(data, "mlp", TrainConfig(epochs=10, batch_size=32, lr=0.05), progress=False)
+    save_model(tmp_path / "bad", trained.model, trained.meta)
+    found = detect(trained.model, data.train, "spectral", rate=0.02)
+    precision, recall = precision_recall(found.suspects, data.poison.ids)
+    assert recall >= 0.5 and precision >= 0.3, (precision, recall)  # chance: precision 26 / 1438 = 0.018
+    assert len(found.suspects) == int(np.ceil(1.5 * 0.02 * len(data.train)))
+    result = runner.invoke(app, ["detect", "-c", str(tmp_path / "bad"), "--out", str(tmp_path / "s.txt"), "--rate",
+                                 "0.02", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["recall"] == pytest.approx(recall) and doc["n_poisoned"] == len(data.poison.ids)
+    ids = [int(v) for v in (tmp_path / "s.txt").read_text().split()]
+    assert ids == found.suspects.tolist()
+    forget = runner.invoke(app, ["forget", "-c", str(tmp_path / "bad"), "--forget", f"ids:{tmp_path / 's.txt'}",
+                                 "--method", "finetune", "--out", str(tmp_path / "f"), "--json"])
+    assert forget.exit_code == 0 and json.loads(forget.stdout)["n_forget"] == len(ids)
+    assert "unknown detector 'psychic'" in cli_fails(capsys, "detect", "-c", str(tmp_path / "bad"), "--out",
+                                                     str(tmp_path / "x.txt"), "--method", "psychic")
+    assert "already exists" in cli_fails(capsys, "detect", "-c", str(tmp_path / "bad"), "--out",
+                                         str(tmp_path / "s.txt"))
+    assert "--rate" in cli_fails(capsys, "detect", "-c", str(tmp_path / "bad"), "--out", str(tmp_path / "y.txt"),
+                                 "--rate", "2")
+
+
+# --- trigger-repair --------------------------------------------------------------------------------------------------
+
+def test_estimate_trigger_recovers_the_patch_even_from_half_wrong_suspects():
+    from unlearnkit.data.poison import stamp
+    from unlearnkit.methods.trigger_repair import estimate_trigger
+
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.rand(400, 1, 10, 10, generator=gen)
+    poisoned = stamp(torch.rand(40, 1, 10, 10, generator=gen), 3, 2.0)
+    truth = torch.zeros(1, 10, 10, dtype=torch.bool)
+    truth[..., -3:, -3:] = True
+    for identified in (poisoned, torch.cat([poisoned, clean[:40]])):  # all true, then half false positives
+        trigger = estimate_trigger(identified, clean[40:])
+        assert torch.equal(trigger.mask, truth)
+        assert torch.allclose(trigger.pattern[truth], torch.full((9,), 2.0), atol=0.02)
+    flat = estimate_trigger(clean[:40], clean[40:])  # no shared patch: a low score
+    assert flat.score < 0.3
+
+
+def test_trigger_repair_removes_a_backdoor_from_a_tenth_of_the_poison():
+    """Digits BadNets at 10%: with a tenth of the poisoned ids identified (13), `retrain` keeps the backdoor while
+    trigger-repair brings the attack success rate near a clean model's, keeping clean accuracy."""
+    data = load_dataset("digits", data_options=BADNETS)
+    recipe = TrainConfig(epochs=10, batch_size=32, lr=0.05)
+    model = train_model(data, "mlp", recipe, progress=False).model
+    before = poison_report(model, data)
+    split = select(data.train, "poisoned:0.1", seed=0)
+    assert len(split.forget) == 13
+    retrained = poison_report(unlearn(model, split, "retrain", train_config=recipe, progress=False).model, data)
+    # digits is 40x smaller than Fashion-MNIST, whose defaults make one pass over 20,000 samples: here a few passes,
+    # and half of each batch stamped (a 3x3 trigger covers 14% of an 8x8 digit)
+    repaired = unlearn(model, split, "trigger-repair", train_config=recipe, progress=False, epochs=5,
+                       stamp_share=0.5)
+    after = poison_report(repaired.model, data)
+    assert before["attack_success_rate"] > 0.9 and retrained["attack_success_rate"] > 0.8
+    assert after["attack_success_rate"] < 0.1, after
+    assert after["clean_accuracy"] >= before["clean_accuracy"] - 0.03
+    assert repaired.info["trigger_pixels"] == 9
+
+
+def test_trigger_repair_notes_a_label_flip_it_cannot_see():
+    data = load_dataset("digits", data_options={"poison": "label-flip", "poison_rate": "0.2"})
+    recipe = TrainConfig(epochs=3)
+    model = train_model(data, "mlp", recipe, progress=False).model
+    result = unlearn(model, select(data.train, "poisoned:1"), "trigger-repair", train_config=recipe,
+                     progress=False)
+    assert any("share no trigger" in n for n in result.notes)

@@ -74,7 +74,8 @@ def estimate_trigger(forget: torch.Tensor, retain: torch.Tensor, mask_share: flo
 class TriggerRepair(Method):
     name = "trigger-repair"
     summary = ("estimate the backdoor trigger from the identified poisoned samples, then fine-tune on retain samples "
-               "stamped with it under their true labels (acts on unidentified poison too)")
+               "stamped with it under their true labels (acts on unidentified poison too); made for backdoors, it "
+               "does not forget a whole class")
     reference = ("Wang et al., Neural Cleanse, IEEE S&P 2019 (unlearning with the trigger and true labels); "
                  "Goel et al., Corrective Machine Unlearning, TMLR 2024 (the partly identified setting)")
     # for backdoors (poisoned:F); it does not claim to forget a class
