@@ -59,9 +59,10 @@ def estimate_trigger(forget: torch.Tensor, retain: torch.Tensor, mask_share: flo
     """The trigger shared by the images ``forget`` ([N, C, H, W]). Per pixel and value (to 1/100 of the data's
     scale), the share of them that hold the value less the share of ``retain`` that holds it, at the value where
     that is largest among the values at most ``rare`` of ``retain`` holds: a stamped patch is the same in every
-    poisoned image, and rare in clean ones (class shapes share common values, such as the background, instead). Pixels scoring at
-    least ``mask_share`` of the highest score form the mask; those values are the pattern. The score is a
-    difference of shares, so it survives identified sets that are half false positives (a detector's suspects)."""
+    poisoned image, and rare in clean ones (class shapes share common values, such as the background, instead).
+    Pixels scoring at least ``mask_share`` of the highest score form the mask; those values are the pattern. The
+    score is a difference of shares, so it survives identified sets that are half false positives (a detector's
+    suspects)."""
     scale = 100.0 / float(retain.std().clamp_min(1e-6))
     codes_f, codes_r = torch.round(forget * scale).long(), torch.round(retain * scale).long()
     low = int(min(codes_f.min(), codes_r.min()))
