@@ -71,12 +71,19 @@ def datasets(as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     table = Table(title="datasets")
+    from unlearnkit.data.sources import POISON_KEYS
+
     for col in ("name", "summary", "available", "default model", "attributes / tasks", "--data-option (default)"):
         table.add_column(col)
     for r in rows:
+        own = [o for o in r["options"] if o["name"] not in POISON_KEYS]
         options = "\n".join(  # defaults as --data-option takes them (flip=false)
             f"{o['name']}={str(o['default']).lower() if o['type'] == 'bool' else o['default']} "
-            f"({o['type']}; {o['valid']}): {o['help']}" for o in r["options"]) or "-"
+            f"({o['type']}; {o['valid']}): {o['help']}" for o in own)
+        if len(own) < len(r["options"]):  # an image source: the poison keys, spelled out in --json and POISON.md
+            options += ("\n" if options else "") + "poison (none, badnets, label-flip), poison_rate, poison_target, " \
+                "poison_size, poison_classes (docs/POISON.md)"
+        options = options or "-"
         table.add_row(escape(r["name"]), escape(r["summary"]), "yes" if r["available"] else "needs --data-dir",
                       r["default_model"], escape(", ".join([*r["attributes"], *(f"task {t['name']} ({t['classes']})"
                                                                    for t in r["tasks"])]) or "-"), escape(options))
