@@ -110,7 +110,8 @@ def mean_std(values: list[float]) -> str:
 def report(doc: dict) -> None:
     rows, poison = doc["rows"], doc["poison"]
     what = "attack success rate" if poison == "badnets" else "flipped-class accuracy"
-    print(f"# {doc['dataset']} / {doc['model']}, {poison} {POISONS[poison]}, seeds {doc['seeds']}; attack = {what}")
+    print(f"# {doc['dataset']} / {doc['model']}, {poison} {doc.get('options', POISONS[poison])}, seeds "
+          f"{doc['seeds']}; attack = {what}")
     for kind in ("clean", "original"):
         sel = [r for r in rows if r["kind"] == kind]
         print(f"{kind:10s} attack {mean_std([r['attack'] for r in sel])}  clean {mean_std([r['clean_accuracy'] for r in sel])}"
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shares", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.1])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--train-size", type=int)
+    parser.add_argument("--rate", type=float, help="poison_rate instead of the default of --poison")
     parser.add_argument("--out")
     parser.add_argument("--report", metavar="FILE", help="reprint a saved result and exit")
     args = parser.parse_args(argv)
@@ -197,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         report(json.loads(Path(args.report).read_text()))
         return 0
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    doc = {"command": " ".join(sys.argv), "dataset": args.dataset, "model": args.model, "poison": args.poison,
+    if args.rate is not None:
+        POISONS[args.poison] = {**POISONS[args.poison], "poison_rate": args.rate}
+        EXPECTED_RATE[args.poison] *= args.rate / 0.01 if args.poison == "badnets" else args.rate / 0.1
+    doc = {"options": POISONS[args.poison], "command": " ".join(sys.argv), "dataset": args.dataset, "model": args.model, "poison": args.poison,
            "seeds": args.seeds, "shares": args.shares, "methods": args.methods, "rows": []}
     for seed in args.seeds:
         doc["rows"] += run_seed(args.dataset, args.model, args.poison, seed, args.shares, args.methods,
