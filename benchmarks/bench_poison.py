@@ -114,7 +114,8 @@ def report(doc: dict) -> None:
           f"{doc['seeds']}; attack = {what}")
     for kind in ("clean", "original"):
         sel = [r for r in rows if r["kind"] == kind]
-        print(f"{kind:10s} attack {mean_std([r['attack'] for r in sel])}  clean {mean_std([r['clean_accuracy'] for r in sel])}"
+        print(f"{kind:10s} attack {mean_std([r['attack'] for r in sel])}  clean "
+              f"{mean_std([r['clean_accuracy'] for r in sel])}"
               f"  seconds {mean_std([r['seconds'] for r in sel])}")
     clean_attack = statistics.mean(r["attack"] for r in rows if r["kind"] == "clean")
     clean_acc = statistics.mean(r["clean_accuracy"] for r in rows if r["kind"] == "clean")
@@ -173,7 +174,8 @@ def report(doc: dict) -> None:
             for n in DETECTORS}
     name = max(dets, key=lambda n: dets[n][1])
     p, rc = dets[name]
-    print(f"target 3a (best detector recall >= 0.9 at precision >= 0.5): {'met' if rc >= 0.9 and p >= 0.5 else 'missed'}:"
+    verdict = "met" if rc >= 0.9 and p >= 0.5 else "missed"
+    print(f"target 3a (best detector recall >= 0.9 at precision >= 0.5): {verdict}:"
           f" {name}: precision {p:.4f}, recall {rc:.4f}")
     pipe = statistics.mean(r["attack"] for r in rows if r["kind"] == "pipeline" and r["method"] == "trigger-repair")
     full = agg("trigger-repair", 1.0, "attack")
@@ -202,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate is not None:
         POISONS[args.poison] = {**POISONS[args.poison], "poison_rate": args.rate}
         EXPECTED_RATE[args.poison] *= args.rate / 0.01 if args.poison == "badnets" else args.rate / 0.1
-    doc = {"options": POISONS[args.poison], "command": " ".join(sys.argv), "dataset": args.dataset, "model": args.model, "poison": args.poison,
-           "seeds": args.seeds, "shares": args.shares, "methods": args.methods, "rows": []}
+    doc = {"options": POISONS[args.poison], "command": " ".join(sys.argv), "dataset": args.dataset,
+           "model": args.model, "poison": args.poison, "seeds": args.seeds, "shares": args.shares, "methods": args.methods, "rows": []}
     for seed in args.seeds:
         doc["rows"] += run_seed(args.dataset, args.model, args.poison, seed, args.shares, args.methods,
                                 args.train_size)
