@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         POISONS[args.poison] = {**POISONS[args.poison], "poison_rate": args.rate}
         EXPECTED_RATE[args.poison] *= args.rate / 0.01 if args.poison == "badnets" else args.rate / 0.1
     doc = {"options": POISONS[args.poison], "command": " ".join(sys.argv), "dataset": args.dataset,
-           "model": args.model, "poison": args.poison, "seeds": args.seeds, "shares": args.shares, "methods": args.methods, "rows": []}
+           "model": args.model, "poison": args.poison, "seeds": args.seeds, "shares": args.shares,
+           "methods": args.methods, "rows": []}
     for seed in args.seeds:
         doc["rows"] += run_seed(args.dataset, args.model, args.poison, seed, args.shares, args.methods,
                                 args.train_size)

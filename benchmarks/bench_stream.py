@@ -156,8 +156,8 @@ def report(entries: list[dict]) -> None:
               f"{best['cost']:.3f}")
     else:
         best = min(approx, key=lambda r: r["test_gap"] if r["test_gap"] is not None else 1)
-        print(f"\ntarget 1: missed: no approximate run has no reversal at cost <= 1/5; closest: {best['run']} (test gap "
-              f"{best['test_gap']}, {best['final_reversals']} reversals, cost {best['cost']})")
+        print(f"\ntarget 1: missed: no approximate run has no reversal at cost <= 1/5; closest: {best['run']} "
+              f"(test gap {best['test_gap']}, {best['final_reversals']} reversals, cost {best['cost']})")
     for r in rows:
         if r["run"].startswith("gradient-ascent each drift"):
             caught = r["fallbacks"] > 0 and r["max_drop"] <= DRIFT
