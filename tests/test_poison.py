@@ -254,3 +254,17 @@ def test_trigger_repair_notes_a_label_flip_it_cannot_see():
     result = unlearn(model, select(data.train, "poisoned:1"), "trigger-repair", train_config=recipe,
                      progress=False)
     assert any("share no trigger" in n for n in result.notes)
+
+
+def test_stored_poison_options_are_checked_against_given_ones(tmp_path, badnets):
+    from unlearnkit.runs import load_with_data
+
+    clean = train_model(load_dataset("digits"), "mlp", TrainConfig(epochs=1), progress=False)
+    save_model(tmp_path / "clean", clean.model, clean.meta)
+    load_with_data(tmp_path / "clean", data_options={"poison": "none"})  # clean data records none: implied
+    with pytest.raises(ConfigError, match="poison='badnets' differs from the data"):
+        load_with_data(tmp_path / "clean", data_options={"poison": "badnets"})
+    bad = train_model(badnets, "mlp", TrainConfig(epochs=1), progress=False)
+    save_model(tmp_path / "bad", bad.model, bad.meta)
+    _, bundle = load_with_data(tmp_path / "bad", data_options={"poison": "badnets", "poison_rate": "0.1"})
+    assert torch.equal(bundle.poison.ids, badnets.poison.ids)  # rebuilt from the sidecar

@@ -249,10 +249,12 @@ def _check_stored_data_options(ckpt: Checkpoint, given: dict) -> None:
     name = ckpt.data["source"]
     stored = check_data_options(name, ckpt.data.get("options", {}).get("data_options"))
     wanted = check_data_options(name, given)  # unknown keys and bad values: the usual one-line errors
-    differ = [k for k in given if wanted[k] != stored[k]]
+    # (clean data of an image source records no poison keys: poison=none is implied)
+    implied = {"poison": "none"}
+    differ = [k for k in given if wanted.get(k, implied.get(k)) != stored.get(k, implied.get(k))]
     if differ:
-        got = ", ".join(f"{k}={wanted[k]!r}" for k in differ)
-        had = ", ".join(f"{k}={stored[k]!r}" for k in differ)
+        got = ", ".join(f"{k}={wanted.get(k, implied.get(k))!r}" for k in differ)
+        had = ", ".join(f"{k}={stored.get(k, implied.get(k))!r}" for k in differ)
         raise ConfigError(f"--data-option {got} differs from the data {ckpt.path} was trained on ({had}); a "
                           "checkpoint's data options come from its sidecar: drop --data-option or pass the stored "
                           "values")
