@@ -268,3 +268,17 @@ def test_stored_poison_options_are_checked_against_given_ones(tmp_path, badnets)
     save_model(tmp_path / "bad", bad.model, bad.meta)
     _, bundle = load_with_data(tmp_path / "bad", data_options={"poison": "badnets", "poison_rate": "0.1"})
     assert torch.equal(bundle.poison.ids, badnets.poison.ids)  # rebuilt from the sidecar
+
+
+def test_trigger_repair_refuses_a_shared_pattern_that_is_no_backdoor(monkeypatch):
+    """Class shapes can pass the trigger score (here with the threshold lowered so that the digits flips pass); the
+    backdoor test, stamping the pattern on clean images of other labels, rejects them."""
+    import unlearnkit.methods.trigger_repair as tr
+
+    monkeypatch.setattr(tr, "CONSISTENT", 0.05)
+    data = load_dataset("digits", data_options={"poison": "label-flip", "poison_rate": "0.2"})
+    recipe = TrainConfig(epochs=3)
+    model = train_model(data, "mlp", recipe, progress=False).model
+    result = unlearn(model, select(data.train, "poisoned:1"), "trigger-repair", train_config=recipe, progress=False)
+    assert any("a backdoor moves at least 50%" in n for n in result.notes), result.notes
+    assert "trigger_pixels" not in result.info
