@@ -132,9 +132,12 @@ def test_check_data_options_fills_defaults_and_names_valid_keys(source):
     with pytest.raises(ConfigError, match=r"^dataset 'shifted-digits' has no --data-option 'nope'; valid keys: "
                                           r"shift, noise, flip, pad$"):
         check_data_options(source, {"nope": "1"})
-    with pytest.raises(ConfigError, match=r"^dataset 'digits' takes no --data-option \(got 'nope'\); it has no "
+    with pytest.raises(ConfigError, match=r"^dataset 'tabular' takes no --data-option \(got 'nope'\); it has no "
                                           r"options$"):
-        load_dataset("digits", data_options={"nope": 1})
+        check_data_options("tabular", {"nope": 1})
+    with pytest.raises(ConfigError, match=r"^dataset 'digits' has no --data-option 'nope'; valid keys: poison, "
+                                          r"poison_rate, poison_target, poison_size, poison_classes$"):
+        load_dataset("digits", data_options={"nope": 1})  # an image source: only the poison keys
     with pytest.raises(ConfigError, match=r"^dataset 'shifted-digits': --data-option shift='9' is invalid; shift "
                                           r"must be an integer in \[0, 7\]$"):
         load_dataset(source, data_options={"shift": "9"})
@@ -179,7 +182,9 @@ def test_other_options_give_other_data_and_other_fingerprints(source, digits):
 # --- the command line -----------------------------------------------------------------------------
 def test_datasets_json_and_table_list_the_options(source):
     rows = {r["name"]: r for r in invoke_json("datasets")}
-    assert rows["digits"]["options"] == [] and rows["mnist"]["options"] == []
+    assert rows["tabular"]["options"] == []
+    poison = ["poison", "poison_rate", "poison_target", "poison_size", "poison_classes"]
+    assert [o["name"] for o in rows["digits"]["options"]] == poison == [o["name"] for o in rows["mnist"]["options"]]
     options = {o["name"]: o for o in rows[source]["options"]}
     assert list(options) == ["shift", "noise", "flip", "pad"]
     assert options["shift"] == {"name": "shift", "type": "int", "default": 0, "help": "pixels to move every image "
@@ -194,7 +199,8 @@ def test_datasets_json_and_table_list_the_options(source):
 def test_train_refuses_an_unknown_key_for_digits(capsys, tmp_path):
     line = fails(capsys, "train", "--dataset", "digits", "--data-option", "nope=1", "--out", str(tmp_path / "m"),
                  *QUIET)
-    assert line == "error: dataset 'digits' takes no --data-option (got 'nope'); it has no options"
+    assert line == ("error: dataset 'digits' has no --data-option 'nope'; valid keys: poison, poison_rate, "
+                    "poison_target, poison_size, poison_classes")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -225,8 +231,8 @@ def test_compare_takes_data_options(capsys, source):
                        "--methods", "finetune", "--forget", "class:3", "--train-size", "300", "--epochs", "2",
                        *QUIET)
     assert data["dataset"] == source and data["n_forget"] + data["n_retain"] == 300
-    line = fails(capsys, "compare", "--data-option", "shift=1", *QUIET)  # digits, the default, has none
-    assert "dataset 'digits' takes no --data-option (got 'shift')" in line
+    line = fails(capsys, "compare", "--data-option", "shift=1", *QUIET)  # digits, the default: the poison keys only
+    assert "dataset 'digits' has no --data-option 'shift'; valid keys: poison," in line
 
 
 @pytest.fixture(scope="module")

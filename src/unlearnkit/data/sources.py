@@ -226,12 +226,14 @@ def check_data_options(name: str, given: dict[str, OptionValue] | None, *, flag:
     type, defaults filled, in declaration order. ``flag`` names how the user gave them, for the messages.
 
     Example:
-        >>> check_data_options("digits", None)
+        >>> check_data_options("digits", None)  # clean: the poison keys are left out
         {}
-        >>> check_data_options("digits", {"nope": "1"})
+        >>> check_data_options("digits", {"poison": "badnets"})["poison_rate"]
+        0.01
+        >>> check_data_options("tabular", {"nope": "1"})
         Traceback (most recent call last):
         ...
-        unlearnkit.errors.ConfigError: dataset 'digits' takes no --data-option (got 'nope'); it has no options
+        unlearnkit.errors.ConfigError: dataset 'tabular' takes no --data-option (got 'nope'); it has no options
     """
     source = get_source(name)
     given = dict(given or {})

@@ -29,6 +29,7 @@ from torch import nn
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.base import SCHEDULE, Method, UnlearnTask, register
 from unlearnkit.methods.loops import cross_entropy, descend
+from unlearnkit.methods.space import Float, Int
 from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Interval, Params, param
 
 UNIT = Interval(float, 0, 1, closed="right")
@@ -113,6 +114,13 @@ class TriggerRepair(Method):
                  "Goel et al., Corrective Machine Unlearning, TMLR 2024 (the partly identified setting)")
     # for backdoors (poisoned:F); it does not claim to forget a class
     forgets_classes = False
+
+    # what `unlearn tune` searches; every range holds the Config default below
+    search_space = {
+        "lr_scale": Float(0.05, 1.0, log=True),
+        "retain_samples": Int(5000, 40000, log=True),
+        "stamp_share": Float(0.1, 0.6),
+    }
 
     @dataclass(frozen=True)
     class Config(Params):
