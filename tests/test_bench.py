@@ -389,8 +389,8 @@ def shifted(options: dict, **changes) -> dict:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"options": {"nope": 1}}, r"^\[\[datasets\]\] #1: dataset 'digits' takes no options key \(got 'nope'\); "
-                                   r"it has no options$"),
+        ({"options": {"nope": 1}}, r"^\[\[datasets\]\] #1: dataset 'digits' has no options key 'nope'; valid keys: "
+                                   r"poison, poison_rate, poison_target, poison_size, poison_classes$"),
         ({"name": "shifted-digits", "options": {"nope": 1}},
          r"^\[\[datasets\]\] #1: dataset 'shifted-digits' has no options key 'nope'; valid keys: shift, noise, flip, "
          r"pad$"),
