@@ -7,10 +7,12 @@ Layout, top to bottom (a module imports only from its own layer or the ones belo
 enforces the order and the absence of import cycles):
 
     cli/            the ``unlearn`` command, one module per command group; no domain logic
-    stream/         continual unlearning: deletion-request streams (read, checked per line, resolved to ids)
+    stream/         continual unlearning: deletion-request streams (read, checked per line, resolved to ids) and
+                    the engine that applies them (versions, verification, drift fallback, resume), its report
     bench/          compare, bench grids, result store, reports, tuning, NeurIPS scoring, reference ensembles
     runs.py         checkpoint-level workflows (train and save, reload with data, forget, evaluate): the file
                     side of the API that the CLI and the benches share, so it sits above both entry points
+    detect/         poison detectors (spectral signatures, activation clustering, loss ranking) on a trained model
     evaluation.py   ``evaluate(model, split, test, reference) -> Report`` (multi-task models: per-task accuracies
                     and the Unlearning Impact Score)
     relearn.py      relearn time, a metric that trains; not in metrics/, whose modules never train or import
@@ -18,12 +20,12 @@ enforces the order and the absence of import cycles):
     unlearning.py   ``unlearn(model, split, method)`` and ``remove_attribute(model, data, attribute, method)``
     methods/        one file per method, registered by name (``multitask`` flag: serves multi-task models)
     exact/          SISA, certified removal for linear models, recorded updates (amnesiac)
-    metrics/        pure functions on arrays (incl. the multi-task UIS)
+    metrics/        pure functions on arrays (incl. the multi-task UIS and the attack success rate)
     train.py        ``fit``, ``TrainConfig``, the vectorized ensemble trainer
     models/         architectures by name (incl. the multi-head mtl-mlp / mtl-cnn and their masked multi-task
                     loss), the convex linear models' solver, checkpoints
-    data/           ``IndexedDataset``, sources by name (incl. derived biased and multi-task sources), forget-set
-                    selection (task-scoped specs ``SPEC@TASK``)
+    data/           ``IndexedDataset``, sources by name (incl. derived biased, multi-task and poisoned data),
+                    forget-set selection (task-scoped specs ``SPEC@TASK``, ``poisoned:F``)
     registry.py, errors.py, device.py, files.py, ray_session.py
                     tiny shared modules: the name registry, user-facing errors, device choice, atomic
                     writes, and the one Ray start/stop used by both exact/ (SISA shards) and bench/ (splits)
