@@ -12,7 +12,7 @@ from torch import nn
 from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import ConfigError
-from unlearnkit.models.architectures import penultimate
+from unlearnkit.methods.bias import features_of
 from unlearnkit.train import predict_logits
 
 DETECTORS = ("spectral", "activation-clustering", "loss")
@@ -32,17 +32,10 @@ class Detection:
         return {"method": self.method, "n_suspects": len(self.suspects), "budget": self.budget}
 
 
-def features(model: nn.Module, data: IndexedDataset, device=None, batch_size: int = 1024) -> np.ndarray:
+def features(model: nn.Module, data: IndexedDataset, device=None) -> np.ndarray:
     """The penultimate-layer features of every sample of ``data`` (float64 numpy, rows in ``data``'s order)."""
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
-    was = model.training
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            out.append(penultimate(model, data.x[start:start + batch_size].to(dev))[0].double().cpu())
-    model.train(was)
-    return torch.cat(out).numpy()
+    return features_of(model, data, dev).double().numpy()
 
 
 def spectral_scores(feats: np.ndarray, labels: np.ndarray, directions: int = 2) -> np.ndarray:
