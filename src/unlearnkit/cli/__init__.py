@@ -9,9 +9,10 @@
     unlearn compare --dataset colored-digits --attribute color --methods all --json
     unlearn requests make --dataset digits --subjects 100 --count 20 --out runs/requests.jsonl
     unlearn stream --checkpoint runs/d/original --requests runs/requests.jsonl --policy batch:5 --out runs/d/stream
+    unlearn fl train --dataset digits --clients 5 --backdoor-client 2 --out runs/fl/original
 
 ``models`` holds the commands on single checkpoints, ``bench`` those that compare methods against retraining,
-``stream`` those on deletion-request streams, ``poison`` the poison detector,
+``stream`` those on deletion-request streams, ``poison`` the poison detector, ``federated`` the ``fl`` group,
 ``common`` the option types and output helpers they share; this module assembles them into one typer app.
 Errors print one line on stderr (the problem and the fix) and exit with status 2; ``--debug`` shows the
 traceback instead.
@@ -26,6 +27,7 @@ import typer
 from rich.markup import escape
 
 from unlearnkit.cli import bench as _bench
+from unlearnkit.cli import federated as _federated
 from unlearnkit.cli import models as _models
 from unlearnkit.cli import poison as _poison
 from unlearnkit.cli import stream as _stream
@@ -53,6 +55,7 @@ for _command in (_models.datasets, _models.methods, _models.train, _models.forge
                  _stream.stream, _poison.detect):
     app.command()(_command)
 app.add_typer(_stream.requests_app, name="requests")
+app.add_typer(_federated.fl_app, name="fl")
 
 
 def main() -> None:

@@ -74,30 +74,16 @@ def stamp(x: torch.Tensor, size: int, value: torch.Tensor | float) -> torch.Tens
 def poison_bundle(bundle: DatasetBundle, poison: str, poison_rate: float, poison_target: int, poison_size: int,
                   poison_classes: str) -> DatasetBundle:
     """Poison ``bundle``'s training split in place as the module docstring says; returns the bundle."""
-    train, test = bundle.train, bundle.test
+    train = bundle.train
     if train.x.dim() != 4:
         raise ConfigError(f"poisoning needs image data ([N, C, H, W]); {bundle.source!r} has features of shape "
                           f"{tuple(train.x.shape[1:])}")
     rng = np.random.default_rng(POISON_SEED)
     x, y = train.x, train.y.clone()
     if poison == "badnets":
-        h, w = x.shape[-2:]
-        if not 0 <= poison_target < train.num_classes:
-            raise ConfigError(f"poison_target={poison_target} is not a class of the data (0..{train.num_classes - 1})")
-        if poison_size > min(h, w):
-            raise ConfigError(f"poison_size={poison_size} is larger than the {h}x{w} images; give at most {min(h, w)}")
-        value = x.amax()  # the brightest value the (standardised) data takes
-        pool = np.flatnonzero((y != poison_target).numpy())
-        chosen = np.sort(rng.choice(pool, size=max(1, int(round(poison_rate * len(pool)))), replace=False))
-        x = x.clone()
-        x[chosen] = stamp(x[chosen], poison_size, value)
-        y[chosen] = poison_target
-        keep = test.y != poison_target
-        triggered = IndexedDataset(stamp(test.x[keep], poison_size, value), test.y[keep], test.ids[keep],
-                                   num_classes=test.num_classes, origin=test.origin)
-        info = PoisonInfo("badnets", train.ids[chosen].sort().values, target=poison_target, size=poison_size,
-                          triggered=triggered)
-    elif poison == "label-flip":
+        return backdoor_rows(bundle, np.arange(len(train)), rate=poison_rate, target=poison_target, size=poison_size,
+                             seed=POISON_SEED)
+    if poison == "label-flip":
         a, b = parse_classes(poison_classes, train.num_classes)
         parts = []
         for src, dst in ((a, b), (b, a)):
@@ -109,6 +95,43 @@ def poison_bundle(bundle: DatasetBundle, poison: str, poison_rate: float, poison
         info = PoisonInfo("label-flip", train.ids[chosen].sort().values, classes=(a, b))
     else:
         raise ConfigError(f"unknown poison {poison!r}; choose one of: {', '.join(POISON_KINDS)}")
+    return _with_poison(bundle, x, y, info)
+
+
+def backdoor_rows(bundle: DatasetBundle, rows: np.ndarray, *, rate: float, target: int = 0, size: int = 3,
+                  seed: int = POISON_SEED) -> DatasetBundle:
+    """BadNets on a seeded ``rate`` share of the training rows ``rows`` (positions) whose class is not ``target``:
+    the patch stamped on, the label set to ``target``; in place, returns the bundle (``poison=badnets`` is this on
+    every row; a federated backdoored client is this on its own rows). The patch value is the brightest value of
+    the whole training set, so the triggered test inputs carry the same patch."""
+    train, test = bundle.train, bundle.test
+    if train.x.dim() != 4:
+        raise ConfigError(f"a backdoor needs image data ([N, C, H, W]); {bundle.source!r} has features of shape "
+                          f"{tuple(train.x.shape[1:])}")
+    h, w = train.x.shape[-2:]
+    if not 0 <= target < train.num_classes:
+        raise ConfigError(f"poison_target={target} is not a class of the data (0..{train.num_classes - 1})")
+    if size > min(h, w):
+        raise ConfigError(f"poison_size={size} is larger than the {h}x{w} images; give at most {min(h, w)}")
+    rows = np.asarray(rows, dtype=np.int64)
+    value = train.x.amax()  # the brightest value the (standardised) data takes
+    pool = rows[(train.y[torch.as_tensor(rows)] != target).numpy()]
+    if len(pool) == 0:
+        raise ConfigError(f"no sample of class other than {target} to put a backdoor on; choose another target")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(pool, size=max(1, int(round(rate * len(pool)))), replace=False))
+    x, y = train.x.clone(), train.y.clone()
+    x[chosen] = stamp(x[chosen], size, value)
+    y[chosen] = target
+    keep = test.y != target
+    triggered = IndexedDataset(stamp(test.x[keep], size, value), test.y[keep], test.ids[keep],
+                               num_classes=test.num_classes, origin=test.origin)
+    info = PoisonInfo("badnets", train.ids[chosen].sort().values, target=target, size=size, triggered=triggered)
+    return _with_poison(bundle, x, y, info)
+
+
+def _with_poison(bundle: DatasetBundle, x: torch.Tensor, y: torch.Tensor, info: PoisonInfo) -> DatasetBundle:
+    train = bundle.train
     bundle.train = IndexedDataset(x, y, train.ids, num_classes=train.num_classes, subjects=train.subjects,
                                   attributes=train.attributes, tasks=train.tasks, origin=train.origin,
                                   poisoned=info.ids)

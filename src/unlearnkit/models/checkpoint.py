@@ -56,7 +56,7 @@ from unlearnkit.models.registry import build_model
 FORMAT = "unlearnkit-checkpoint"
 VERSION = 1
 # sidecar section -> the suffix of the folder it describes (``runs/x`` -> ``runs/x.sisa``)
-SIDE_FOLDERS = {"sisa": ".sisa", "recorded_updates": ".updates"}
+SIDE_FOLDERS = {"sisa": ".sisa", "recorded_updates": ".updates", "federated": ".fl"}
 DAMAGED = "the sidecar is damaged: retrain or restore it"
 
 
@@ -255,6 +255,9 @@ SIDECAR = Obj(
         })),
         "sisa": Obj(required={"dir": NAME, "assignment_sha256": SHA256}),  # the rest is a summary for people
         "recorded_updates": Obj(required={"dir": NAME}, optional={"dtype": STR, "batches": COUNT}),
+        # federated checkpoints (unlearnkit.federated.runs): the job, client counts, removed clients, the store
+        "federated": Obj(required={"job": Obj(), "counts": ListOf(COUNT)},
+                         optional={"dir": NAME, "removed": ListOf(INT)}),
         "features_from": STR,
         "reference_key": STR,
         "train_seconds": NUMBER,
