@@ -188,6 +188,7 @@ HELP_OPTIONS = {
     "tune": ["--method", "--config", "--trials", "--out", "--seed", "--write", "--timeout", "--force", "--json"],
     "report": ["--db"],
     "requests": ["make", "check"],  # a command group: its subcommands
+    "fl": ["train", "forget", "evaluate", "methods"],
     "detect": ["--checkpoint", "--method", "--out", "--rate", "--budget", "--max-cluster", "--force", "--json"],
     "stream": ["--checkpoint", "--requests", "--method", "--param", "--policy", "--verify-every", "--max-drift",
                "--reversal-tol", "--out", "--resume", "--seed", "--json"],

@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"evaluation"},
     {"detect"},
     {"runs"},
+    {"federated"},
     {"bench"},
     {"stream"},
     {"cli"},

@@ -10,6 +10,9 @@ enforces the order and the absence of import cycles):
     stream/         continual unlearning: deletion-request streams (read, checked per line, resolved to ids) and
                     the engine that applies them (versions, verification, drift fallback, resume), its report
     bench/          compare, bench grids, result store, reports, tuning, NeurIPS scoring, reference ensembles
+    federated/      federated training on Flower (ClientApp/ServerApp, simulation engine or in-process), the
+                    server's store of client updates, client-removal methods (fl-retrain, federaser,
+                    fl-gradient-ascent, fedaccum) and their evaluation; above runs.py, whose checkpoints it writes
     runs.py         checkpoint-level workflows (train and save, reload with data, forget, evaluate): the file
                     side of the API that the CLI and the benches share, so it sits above both entry points
     detect/         poison detectors (spectral signatures, activation clustering, loss ranking) on a trained model

@@ -90,7 +90,7 @@ class FedConfig(Params):
 
 
 def client_seed(seed: int, round_: int, client: int, purpose: int = 0) -> int:
-    """The seed of one client's local work in one round (purpose: 0 train, 1 calibrate, 2 ascend, 3 post-train)."""
+    """The seed of one client's local work in one round (purpose: 0 train or calibrate, 2 ascend, 3 post-train)."""
     return int(np.random.SeedSequence([seed, round_, client, purpose]).generate_state(1)[0])
 
 
@@ -140,6 +140,7 @@ def job_model(job: dict) -> nn.Module:
 
 # --- what a client is asked to do ------------------------------------------------------------------------------
 ACTIONS = ("train", "ascend")
+ASCENT_CHECK_SAMPLES = 512  # the early-stopping check of projected ascent runs on this many client samples
 
 
 @dataclass
@@ -210,7 +211,8 @@ def projected_ascent(model: nn.Module, data: IndexedDataset, reference: dict[str
                      batch_size: int, device: str = "cpu") -> tuple[float, dict]:
     """Halimi et al. (2022): gradient *ascent* on the client's own loss, each step projected back onto the ℓ2
     ball of ``radius`` around ``reference`` (the model without this client), stopping early once the model's
-    accuracy on the client's data falls below ``stop_accuracy``. Returns the epochs spent and what happened."""
+    accuracy on the client's data falls below ``stop_accuracy`` (checked after every step on a seeded sample of at
+    most :data:`ASCENT_CHECK_SAMPLES` of its samples). Returns the epochs spent and what happened."""
     if reference is None:
         raise ConfigError("projected gradient ascent needs the reference model w_ref")
     model.to(device).train()
@@ -218,9 +220,12 @@ def projected_ascent(model: nn.Module, data: IndexedDataset, reference: dict[str
     center = torch.cat([reference[n].to(device).flatten().float() for n in names])
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    check = data.subset(torch.randperm(len(data), generator=gen)[:ASCENT_CHECK_SAMPLES])
     per_epoch = math.ceil(len(data) / batch_size)
     steps, stopped = 0, False
     for _ in range(epochs):
+        if stopped:
+            break
         for x, y in batches(data, batch_size, generator=gen):
             x, y = x.to(device), y.to(device)
             loss = F.cross_entropy(model(x), y)
@@ -237,11 +242,11 @@ def projected_ascent(model: nn.Module, data: IndexedDataset, reference: dict[str
                 norm = float(gap.norm())
                 if norm > radius:
                     torch.nn.utils.vector_to_parameters(center + gap * (radius / norm), model.parameters())
-        accuracy = accuracy_on(model.eval(), data, device=device)
-        model.train()
-        if accuracy < stop_accuracy:
-            stopped = True
-            break
+            accuracy = accuracy_on(model.eval(), check, device=device)
+            model.train()
+            if accuracy < stop_accuracy:
+                stopped = True
+                break
     model.eval()
     return steps / per_epoch, {"ascent_steps": steps, "stopped_early": stopped,
                                "client_accuracy_after": round(accuracy_on(model, data, device=device), 6)}

@@ -26,7 +26,7 @@ from unlearnkit.data.dataset import DatasetBundle
 from unlearnkit.errors import CheckpointError, ConfigError
 from unlearnkit.federated.client import FedConfig, FederationData, federation_data, job_model
 from unlearnkit.federated.engine import Cost, State, fedavg, with_federation
-from unlearnkit.federated.removal import FL_METHODS, FlRetrain, RemovalTask
+from unlearnkit.federated.removal import FL_METHODS, FlRetrain, RemovalTask, storage_needed
 from unlearnkit.federated.store import UpdateStore
 from unlearnkit.metrics.mia import mia_auc
 from unlearnkit.models.checkpoint import (
@@ -227,6 +227,7 @@ def forget_client(checkpoint: str | Path, client: int, method: str, out: str | P
                   bundle_meta=dict(ckpt.data), history=[*ckpt.history, entry],
                   train_seconds=cost.seconds if new_store is not None else float(ckpt.meta.get("train_seconds", 0)))
     summary = _removal_summary(method, cost, section, config, active, client, reference)
+    summary["storage_bytes"] = storage_needed(instance, task)
     return FlRun(model, new_section, cost, summary)
 
 

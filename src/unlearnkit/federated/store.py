@@ -41,6 +41,12 @@ class UpdateStore:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
 
+    def global_path(self, round_: int) -> Path:
+        return self.directory / f"global-{round_:04d}.safetensors"
+
+    def updates_path(self, round_: int) -> Path:
+        return self.directory / f"updates-{round_:04d}.safetensors"
+
     # --- writing -------------------------------------------------------------------------------------------
     def write_job(self, job: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -48,14 +54,13 @@ class UpdateStore:
 
     def write_global(self, round_: int, state: dict[str, torch.Tensor]) -> None:
         blob = safetensors_bytes({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()})
-        files.write_bytes_atomic(self.directory / f"global-{round_:04d}.safetensors", blob, force=True)
+        files.write_bytes_atomic(self.global_path(round_), blob, force=True)
 
     def write_updates(self, round_: int, updates: dict[int, dict[str, torch.Tensor]], dtype: str) -> None:
         cast = DTYPES[dtype]
         flat = {f"c{k}.{name}": v.detach().to("cpu", cast).contiguous()
                 for k, state in sorted(updates.items()) for name, v in state.items()}
-        files.write_bytes_atomic(self.directory / f"updates-{round_:04d}.safetensors", safetensors_bytes(flat),
-                                 force=True)
+        files.write_bytes_atomic(self.updates_path(round_), safetensors_bytes(flat), force=True)
 
     # --- reading -------------------------------------------------------------------------------------------
     def job(self) -> dict:
@@ -73,12 +78,12 @@ class UpdateStore:
         return self._rounds(_UPDATES)
 
     def global_model(self, round_: int) -> dict[str, torch.Tensor]:
-        return self._load(self.directory / f"global-{round_:04d}.safetensors")
+        return self._load(self.global_path(round_))
 
     def updates(self, round_: int) -> dict[int, dict[str, torch.Tensor]]:
         """Each stored client's update of round ``round_``, as float32."""
         out: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in self._load(self.directory / f"updates-{round_:04d}.safetensors").items():
+        for key, value in self._load(self.updates_path(round_)).items():
             client, _, name = key.partition(".")
             out.setdefault(int(client[1:]), {})[name] = value.float()
         return dict(sorted(out.items()))
