@@ -48,8 +48,11 @@ class LocalFederation:
         return sorted((run_task(self.job, t) for t in tasks), key=lambda r: r.client)
 
 
-def with_federation(job: dict, backend: str, work: Callable[[Federation], T]) -> T:
-    """Run ``work(federation)`` on a federation of ``backend`` (``simulation`` or ``local``); returns its result."""
+def with_federation(job: dict, backend: str | Callable[[dict], Federation], work: Callable[[Federation], T]) -> T:
+    """Run ``work(federation)`` on a federation of ``backend`` (``simulation`` or ``local``, or a function that makes
+    one from the job: a real deployment's ServerApp passes its Flower grid that way); returns its result."""
+    if callable(backend):
+        return work(backend(job))
     if backend == "local":
         return work(LocalFederation(job))
     if backend == "simulation":

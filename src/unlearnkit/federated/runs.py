@@ -13,6 +13,7 @@ become ``OUT.fl`` and the sidecar (the commit) appear. A killed run is continued
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from unlearnkit import files
 from unlearnkit.data.dataset import DatasetBundle
 from unlearnkit.errors import CheckpointError, ConfigError
 from unlearnkit.federated.client import FedConfig, FederationData, federation_data, job_model
-from unlearnkit.federated.engine import Cost, State, fedavg, with_federation
+from unlearnkit.federated.engine import Cost, Federation, State, fedavg, with_federation
 from unlearnkit.federated.removal import FL_METHODS, FlRetrain, RemovalTask, storage_needed
 from unlearnkit.federated.store import UpdateStore
 from unlearnkit.metrics.mia import mia_auc
@@ -75,10 +76,12 @@ def _clients_record(fed: FederationData) -> dict:
 
 
 def train_federation(bundle: DatasetBundle, model_name: str, config: FedConfig, out: str | Path, *,
-                     model_kwargs: dict | None = None, backend: str = "simulation", force: bool = False,
-                     resume: bool = False, progress: bool = False) -> FlRun:
+                     model_kwargs: dict | None = None, backend: str | Callable[[dict], Federation] = "simulation",
+                     force: bool = False, resume: bool = False, progress: bool = False) -> FlRun:
     """Train ``model_name`` with FedAvg over ``config.clients`` clients of ``bundle`` and save the checkpoint ``out``
-    (global model + store). ``resume`` continues a run that was killed (same arguments)."""
+    (global model + store). ``backend``: ``simulation``, ``local`` or a function making a federation from the job
+    (:func:`~unlearnkit.federated.engine.with_federation`). ``resume`` continues a run that was killed (same
+    arguments)."""
     refuse_overwrite(out, force)
     job = make_job(bundle, model_name, model_kwargs or {}, config)
     fed = federation_data(job["data"], config)  # a bad partition or backdoor fails here, before Flower starts
@@ -112,7 +115,8 @@ def train_federation(bundle: DatasetBundle, model_name: str, config: FedConfig, 
 
     final = with_federation(job, backend, work) if start_round < config.rounds else state
     cost.stop()
-    section = {"job": job, **_clients_record(fed), "removed": [], "backend": backend,
+    section = {"job": job, **_clients_record(fed), "removed": [], "backend": backend if isinstance(backend, str)
+               else "deployment",
                "train_cost": {**cost.to_json(), "resumed_from_round": start_round},
                "storage": store.storage()}
     if config.backdoor_client is not None:
