@@ -252,7 +252,7 @@ def test_removal_history_and_refusals(backdoored, tmp_path):
         forget_client(root / "original", 0, "federaser", tmp_path / "x", params={"epochs": 2}, backend="local")
     with pytest.raises(CheckpointError, match="already exists"):
         forget_client(root / "original", 0, "fedaccum", root / "federaser", backend="local")
-    # a second removal from the fl-retrain result (it keeps a store): the federation shrinks to one client? refused
+    # fl-retrain keeps a store, so a second client can be removed from its result
     forget_client(root / "fl-retrain", 0, "fedaccum", tmp_path / "two", backend="local")
     assert load_checkpoint(tmp_path / "two").meta["federated"]["removed"] == [1, 0]
 

@@ -133,10 +133,14 @@ def fl_forget(
     if as_json:
         return emit_json(summary)
     s = summary
-    speed = "n/a" if s["speedup_client_epochs"] is None else f"{s['speedup_client_epochs']:g}x"
-    out_console.print(f"saved {out}: {method} spent {s['client_epochs']:g} client epochs, {s['rounds']} rounds, "
-                      f"{s['seconds']:.1f} s ({speed} fewer client epochs than fl-retrain)", markup=False,
-                      soft_wrap=True)
+    if method == "fl-retrain":
+        versus = "the exact reference"
+    elif s["speedup_client_epochs"] is None:
+        versus = f"no client training; fl-retrain needs {s['retrain_client_epochs']:g} client epochs"
+    else:
+        versus = f"{s['speedup_client_epochs']:g}x fewer client epochs than fl-retrain"
+    out_console.print(f"saved {out}: {method} spent {s['client_epochs']:g} client epochs, {s['rounds']} "
+                      f"round(s), {s['seconds']:.1f} s ({versus})", markup=False, soft_wrap=True)
     return None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -218,8 +218,7 @@ def forget_client(checkpoint: str | Path, client: int, method: str, out: str | P
     info = {"client": client, **cost.to_json(), **getattr(instance, "info", {})}
     entry = {"method": method, "forget_spec": f"client:{client}", "n_train": int(sum(counts.values())),
              "n_forget": len(ids), "forget_ids": ids.tolist(), "seed": config.seed,
-             "config": instance.config.to_dict() if hasattr(instance.config, "to_dict") else
-             {k: getattr(instance.config, k) for k in instance.config.__dataclass_fields__},
+             "config": asdict(instance.config),
              "seconds": round(cost.seconds, 3), "parent": str(ckpt.path), "info": info}
     new_section = {k: v for k, v in section.items() if k not in ("dir", "storage", "train_cost")}
     new_section["removed"] = [*section.get("removed", []), client]
