@@ -39,13 +39,25 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def wait_for_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
 @pytest.fixture
 def deployment(tmp_path):
-    fleet, serverappio, control, node0, node1 = free_ports(5)
-    env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr"), "OMP_NUM_THREADS": "1"}
+    link, node0, node1 = free_ports(3)
+    # Flower starts its helpers (flower-superexec, flwr-serverapp, flwr-clientapp) from PATH
+    env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr"), "OMP_NUM_THREADS": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     (tmp_path / "flwr").mkdir()
     (tmp_path / "flwr" / "config.toml").write_text(
-        f'[superlink]\ndefault = "test"\n\n[superlink.test]\naddress = "127.0.0.1:{control}"\ninsecure = true\n')
+        f'[superlink]\ndefault = "test"\n\n[superlink.test]\naddress = "127.0.0.1:{link}"\ninsecure = true\n')
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = []
@@ -55,11 +67,12 @@ def deployment(tmp_path):
         procs.append((subprocess.Popen([str(BIN / args[0]), *args[1:]], env=env, cwd=tmp_path, stdout=out,
                                        stderr=subprocess.STDOUT, start_new_session=True), out))
 
-    start("superlink", "flower-superlink", "--insecure", "--fleet-api-address", f"127.0.0.1:{fleet}",
-          "--serverappio-api-address", f"127.0.0.1:{serverappio}", "--control-api-address", f"127.0.0.1:{control}",
+    # Flower 1.42: one HTTP runtime API per SuperLink and per SuperNode (--host/--port)
+    start("superlink", "flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(link),
           "--database", str(tmp_path / "state.db"))
+    wait_for_port(link)  # SuperNodes that find no SuperLink back off for up to 20 s between tries
     for k, port in enumerate((node0, node1)):
-        start(f"supernode{k}", "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{fleet}", "--port",
+        start(f"supernode{k}", "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link}", "--port",
               str(port), "--node-config", f"partition-id={k} num-partitions=2")
     try:
         yield tmp_path, env, logs

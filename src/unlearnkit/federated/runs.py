@@ -270,9 +270,6 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 # --- evaluating ----------------------------------------------------------------------------------------------
-FL_METRICS = ("test_accuracy", "client_accuracy", "client_mia_auc", "remaining_accuracy", "attack_success_rate")
-
-
 def _losses(model: nn.Module, data) -> np.ndarray:
     logits = predict_logits(model, data)
     return F.cross_entropy(logits.double(), data.y, reduction="none").numpy()
