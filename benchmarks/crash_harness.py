@@ -23,8 +23,8 @@ random pass. A round passes when
 - no run refused: every run that was not killed exited 0;
 - the final result equals the clean run's (bench: every stored cell's report and notes, exactly; timing columns
   aside; tune: the number of finished trials, none running, the defaults trial's value; neurips: the saved JSON
-  without its seconds; sisa: the weights' and every slice file's sha256; stream: every version's requests and weights sha256, the
-  verification gaps and reversals);
+  without its seconds; sisa: the weights' and every slice file's sha256; stream: every version's requests and
+  weights sha256, the verification gaps and reversals);
 - nothing temporary is left in the folder (``.tmp-``, ``.old-``, ``.new-`` names, ``.sisa.partial``, SQLite
   journals).
 

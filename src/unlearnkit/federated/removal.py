@@ -130,8 +130,8 @@ class FedEraser(ClientRemoval):
     needs = "every client's update at rounds 0, Δt, 2Δt, ... and the initial global model"
 
     # Defaults: every round replayed (Δt = 1) with a third of the local epochs (r = 0.33): 3.2x fewer client epochs
-    # than fl-retrain at 10 clients, and within 2 points of its clean accuracy on Fashion-MNIST under Dirichlet(0.5)
-    # label skew, where the paper's Δt = 2, r = 0.5 (4.4x) fell 3.6 points short (docs/FEDERATED.md, which has both)
+    # than fl-retrain at 10 clients, and 1.5 points below its clean accuracy on Fashion-MNIST under Dirichlet(0.5)
+    # label skew, where the paper's Δt = 2, r = 0.5 (4.4x) lost 2.9 points (3 seeds; docs/FEDERATED.md has both)
     @dataclass(frozen=True)
     class Config(Params):
         owner = "federaser"
