@@ -28,7 +28,7 @@ from unlearnkit.runs import save_model, train_model
 from unlearnkit.train import TrainConfig, accuracy_on
 from unlearnkit.unlearning import unlearn
 
-RECIPE = TrainConfig(epochs=3, batch_size=64, lr=0.05, seed=3)
+RECIPE = TrainConfig(epochs=6, batch_size=64, lr=0.05, seed=3)  # balanced slices: 2E/(R+1) epochs per step
 SMALL = {"hidden": (32,)}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 runner = CliRunner()
@@ -56,7 +56,8 @@ def invoke_json(*args: str) -> dict:
 # --- spec, assignment, ensemble ---------------------------------------------------------------------------
 def test_spec_parses_and_defaults():
     assert SisaSpec.parse("shards=5,slices=3,aggregate=softmax,by=subjects") == SisaSpec(5, 3, "softmax", "subjects")
-    assert SisaSpec.parse(" shards = 2 ") == SisaSpec(2, 1, "vote", "ids", 1)
+    assert SisaSpec.parse(" shards = 2 ") == SisaSpec(2, 1, "vote", "ids", 1, "balanced")
+    assert SisaSpec.parse("shards=2,slice_epochs=full").slice_epochs == "full"
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -69,6 +70,7 @@ def test_spec_parses_and_defaults():
     ("shards=two", "--sisa shards must be an integer, got 'two'"),
     ("shards", "--sisa item 'shards' needs KEY=VALUE"),
     ("shards=2,slices=2,shards=3", "--sisa gives shards twice; give each key once"),
+    ("shards=2,slice_epochs=half", "unknown slice_epochs='half'; choose one of balanced, full"),
 ])
 def test_bad_spec(text, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as info:
@@ -145,6 +147,31 @@ def sisa_ckpt(tmp_path_factory, digits):
     return out
 
 
+def test_folders_saved_before_slice_epochs_load_as_full_and_stay_exact(tmp_path, digits):
+    """A SISA folder written before the slice schedule existed has no slice_epochs: it was trained with the whole
+    recipe at every step, and its deletions must retrain that way to stay exact."""
+    from unlearnkit.models.checkpoint import file_sha256
+
+    out = tmp_path / "old"
+    trained = train_model(digits, "mlp", RECIPE, model_kwargs=SMALL, progress=False,
+                          sisa="shards=2,slices=2,slice_epochs=full")
+    save_model(out, trained.model, trained.meta)
+    index = sisa_dir(out) / "assignment.json"
+    doc = json.loads(index.read_text())
+    del doc["slice_epochs"]
+    index.write_text(json.dumps(doc))
+    sidecar = json.loads((tmp_path / "old.json").read_text())
+    sidecar["sisa"]["assignment_sha256"] = file_sha256(index)
+    (tmp_path / "old.json").write_text(json.dumps(sidecar))
+    assert load_sisa(out).spec.slice_epochs == "full"
+    ids = [int(i) for i in digits.train.ids[:3]]
+    split = select(digits.train, "ids:" + ",".join(map(str, ids)), seed=0)
+    result = unlearn(load_checkpoint(out).model, split, "sisa", train_config=RECIPE, checkpoint=out, progress=False)
+    fresh = train_sisa(digits.train.without(ids), "mlp", RECIPE, "shards=2,slices=2,slice_epochs=full",
+                       member_kwargs=SMALL, progress=False)
+    assert same_sisa(result.model, fresh)
+
+
 def test_checkpoint_files_and_loading(sisa_ckpt, digits):
     folder = sisa_dir(sisa_ckpt)
     doc = json.loads((folder / "assignment.json").read_text())
@@ -160,6 +187,40 @@ def _pick_forget_ids(ckpt_path: Path) -> tuple[list[int], dict[int, int]]:
     """Ids from shard 0's last slice and shard 1's first slice, read from the saved assignment."""
     doc = json.loads((sisa_dir(ckpt_path) / "assignment.json").read_text())["assignment"]
     return doc[0][2][:2] + doc[1][0][:1], {0: 3, 1: 1}
+
+
+def _count_steps(monkeypatch) -> list[tuple[int, int]]:
+    """Record (samples, optimizer steps actually run) of every slice step SISA trains."""
+    import unlearnkit.exact.sisa as sisa_module
+    from unlearnkit.train import fit as real_fit
+
+    seen: list[tuple[int, int]] = []
+
+    def counting_fit(model, data, config, **kwargs):
+        steps = [0]
+        kwargs["after_step"] = lambda *_: steps.__setitem__(0, steps[0] + 1)
+        out = real_fit(model, data, config, **kwargs)
+        seen.append((len(data), steps[0]))
+        return out
+
+    monkeypatch.setattr(sisa_module, "fit", counting_fit)
+    return seen
+
+
+@pytest.mark.parametrize(("schedule", "low", "high"), [("balanced", 0.95, 1.2), ("full", 2.9, 3.4)])
+def test_slice_schedule_training_cost(monkeypatch, digits, schedule, low, high):
+    """The epochs actually run: balanced slice steps (2E/(R+1) epochs each) pass over the training set about E times
+    in all, what one model at the same recipe does; full steps (R+1)/2 = 3 times that at R = 5 (a little more: each step rounds its last mini-batch up)."""
+    seen = _count_steps(monkeypatch)
+    recipe = RECIPE.with_(epochs=6)
+    train_sisa(digits.train, "mlp", recipe, f"shards=3,slices=5,slice_epochs={schedule}", member_kwargs=SMALL,
+               progress=False)
+    assert len(seen) == 3 * 5
+    single = recipe.epochs * -(-len(digits.train) // recipe.batch_size)  # one model's optimizer steps
+    sisa_steps = sum(steps for _, steps in seen)
+    assert low * single <= sisa_steps <= high * single
+    if schedule == "balanced":  # each step: 2E/(R+1) = 2 epochs of its slices so far, in whole mini-batches
+        assert all(steps == round(2 * -(-n // recipe.batch_size)) for n, steps in seen)
 
 
 def test_forget_retrains_only_affected_shards_and_equals_fresh_training(sisa_ckpt, digits):

@@ -197,6 +197,7 @@ def fit(
     on_epoch: Callable[[int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     after_step: Callable[[int, torch.Tensor, nn.Module], None] | None = None,
+    steps: int | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on ``dataset`` with the recipe ``config``; returns the model.
 
@@ -210,6 +211,8 @@ def fit(
         should_stop: checked before every step; True ends training early (e.g. a time budget).
         after_step: called after every optimizer step with (step number from 0, the ids of that batch, the model),
             e.g. :class:`unlearnkit.exact.updates.UpdateRecorder`; it must not touch the model or the random generators.
+        steps: train exactly this many optimizer steps instead of ``config.epochs`` epochs (the last epoch cut
+            short; the schedule spans these steps), e.g. SISA's fractional epochs per slice step.
 
     Example:
         >>> from unlearnkit.data import load_dataset
@@ -232,17 +235,22 @@ def fit(
         task_weight_vector(model, config.task_weights)  # a task the model lacks fails before the first step
     gen = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
+    if steps is not None and steps < 1:
+        raise ConfigError(f"steps must be at least 1, got {steps}")
+    total_steps = config.epochs * steps_per_epoch if steps is None else steps
     optimizer = make_optimizer(model.parameters(), config)
-    scheduler = make_schedule(optimizer, config.schedule, config.epochs * steps_per_epoch)
+    scheduler = make_schedule(optimizer, config.schedule, total_steps)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # dropout and any other randomness inside the model
-        bar = tqdm(total=config.epochs * steps_per_epoch, desc=description,
+        bar = tqdm(total=total_steps, desc=description,
                    disable=not show_progress(progress), unit="step", leave=False)
-        for epoch in range(config.epochs):
+        for epoch in range(math.ceil(total_steps / steps_per_epoch)):
             total, count = 0.0, 0
             # ids ride along (same draws, same order) only for after_step
             for i, (x, y, *ids) in enumerate(batches(dataset, config.batch_size, generator=gen,
                                                      with_ids=after_step is not None, labels=labels)):
+                if epoch * steps_per_epoch + i >= total_steps:
+                    break
                 if should_stop is not None and should_stop():
                     bar.close()
                     return model.eval()

@@ -1,8 +1,10 @@
 """SISA training and exact unlearning (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021).
 
 Sharded, Isolated, Sliced, Aggregated. The training set is cut into S disjoint shards with one model each;
-each shard is cut again into R slices, and its model is trained incrementally: slice step r trains for the
-recipe's epochs on the shard's slices 1..r, and the weights are saved after every step. The ensemble predicts
+each shard is cut again into R slices, and its model is trained incrementally: slice step r trains on the
+shard's slices 1..r for 2E/(R+1) of the recipe's E epochs (the paper's schedule: the R steps cost one training
+of the shard; ``slice_epochs=full`` runs all E at every step, (R+1)/2 times that), and the weights are saved
+after every step. The ensemble predicts
 by majority vote or by mean softmax. Deleting a sample retrains only the shard that holds it, starting from
 the weights saved before the sample's slice.
 
@@ -67,7 +69,9 @@ from unlearnkit.train import TrainConfig, fit
 ENSEMBLE = "sisa-ensemble"  # the registered architecture of a SISA checkpoint's main model
 BY = ("ids", "subjects")
 EXECUTORS = ("local", "ray")
-SPEC_HELP = "e.g. --sisa shards=5,slices=3[,aggregate=vote|softmax][,by=ids|subjects][,threads=1]"
+SPEC_HELP = ("e.g. --sisa shards=5,slices=3[,aggregate=vote|softmax][,by=ids|subjects][,threads=1]"
+             "[,slice_epochs=balanced|full]")
+SLICE_EPOCHS = ("balanced", "full")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class SisaSpec:
     # unlearning and a fresh run must use the same one to agree bit for bit. One thread per shard is also
     # what fans out best (S shards on S cores with --executor ray).
     threads: int = 1
+    # epochs of each slice step. "balanced" (Bourtoule et al.): 2E/(R+1) epochs on slices 1..r, so that the R steps
+    # together pass over the shard E times, the cost of training it once. "full": the whole recipe at every step,
+    # (R+1)/2 times that (the schedule of checkpoints saved before issue 19; their sidecars lack the key).
+    slice_epochs: str = "balanced"
 
     def __post_init__(self) -> None:
         if self.shards < 1:
@@ -94,6 +102,8 @@ class SisaSpec:
             raise ConfigError(f"unknown SISA assignment by={self.by!r}; choose one of {', '.join(BY)}")
         if self.threads < 1:
             raise ConfigError(f"SISA needs threads >= 1, got threads={self.threads}")
+        if self.slice_epochs not in SLICE_EPOCHS:
+            raise ConfigError(f"unknown slice_epochs={self.slice_epochs!r}; choose one of {', '.join(SLICE_EPOCHS)}")
 
     @classmethod
     def parse(cls, text: str) -> SisaSpec:
@@ -105,8 +115,9 @@ class SisaSpec:
             key, sep, value = (t.strip() for t in item.partition("="))
             if not sep or not value:
                 raise ConfigError(f"--sisa item {item!r} needs KEY=VALUE; {SPEC_HELP}")
-            if key not in ("shards", "slices", "aggregate", "by", "threads"):
-                raise ConfigError(f"unknown --sisa key {key!r}; use shards, slices, aggregate, by, threads")
+            if key not in ("shards", "slices", "aggregate", "by", "threads", "slice_epochs"):
+                raise ConfigError(f"unknown --sisa key {key!r}; use shards, slices, aggregate, by, threads, "
+                                  "slice_epochs")
             if key in values:
                 raise ConfigError(f"--sisa gives {key} twice; give each key once, {SPEC_HELP[2:]}")
             if key in ("shards", "slices", "threads"):
@@ -122,7 +133,7 @@ class SisaSpec:
 
     def to_dict(self) -> dict:
         return {"shards": self.shards, "slices": self.slices, "aggregate": self.aggregate, "by": self.by,
-                "threads": self.threads}
+                "threads": self.threads, "slice_epochs": self.slice_epochs}
 
 
 # --- assignment: a pure function of the sample (or subject) and the seed ------------------------------------
@@ -217,6 +228,7 @@ class ShardJob:
     seed: int
     slices: int
     threads: int
+    slice_epochs: str
     data: IndexedDataset
     slice_of: torch.Tensor
     start: int = 0
@@ -228,9 +240,9 @@ def train_shard(job: ShardJob, device: str | torch.device | None = None,
                 progress: bool | None = None) -> list[dict[str, torch.Tensor]]:
     """Run slice steps ``job.start`` .. R-1 of one shard; returns the member's CPU weights after each step.
 
-    Step r trains the model it has so far for the recipe's epochs on the shard's slices 0..r (in id order),
-    with a fresh optimizer and schedule seeded by :func:`step_seed`, as the paper's incremental slice
-    training does. A step with no data so far leaves the weights as they are.
+    Step r trains the model it has so far on the shard's slices 0..r (in id order) for :func:`slice_steps`
+    optimizer steps, with a fresh optimizer and schedule seeded by :func:`step_seed`, as the paper's incremental
+    slice training does. A step with no data so far leaves the weights as they are.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(job.threads)
@@ -243,13 +255,23 @@ def train_shard(job: ShardJob, device: str | torch.device | None = None,
             data = job.data.subset(job.slice_of <= step)
             if len(data):
                 fit(model, data, job.config.with_(seed=step_seed(job.seed, job.shard, step)), device=device,
-                    progress=progress, description=f"shard {job.shard} slice {step + 1}/{job.slices}")
+                    progress=progress, description=f"shard {job.shard} slice {step + 1}/{job.slices}",
+                    steps=slice_steps(job.config, len(data), job.slices, job.slice_epochs))
             states.append({k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()})
             if job.save_dir is not None:
                 write_step(job.save_dir, job.shard, step, states[-1])
         return states
     finally:
         torch.set_num_threads(previous)
+
+
+def slice_steps(config: TrainConfig, n: int, slices: int, schedule: str) -> int | None:
+    """Optimizer steps of one slice step on ``n`` samples: ``full`` runs the recipe (None: its epochs);
+    ``balanced`` runs 2E/(R+1) epochs of it, rounded to whole mini-batches (at least one)."""
+    if schedule == "full" or slices == 1:
+        return None
+    per_epoch = -(-n // config.batch_size)
+    return max(1, round(2 * config.epochs / (slices + 1) * per_epoch))
 
 
 def run_shards(jobs: list[ShardJob], *, executor: str = "local", ray_address: str | None = None,
@@ -306,7 +328,7 @@ class SisaState:
         slice_at = {i: r for r, s in enumerate(self.assignment.ids[shard]) for i in s}
         slice_of = torch.tensor([slice_at[i] for i in rows.ids.tolist()], dtype=torch.int64)
         return ShardJob(shard, self.member, dict(self.member_kwargs), self.data_spec, self.train_config, self.seed,
-                        self.spec.slices, self.spec.threads, rows, slice_of, start,
+                        self.spec.slices, self.spec.threads, self.spec.slice_epochs, rows, slice_of, start,
                         None if start == 0 else self.states[shard][start - 1])
 
 
@@ -458,7 +480,8 @@ def load_sisa(path: str | Path) -> SisaState:
                           "unlearn train --sisa shards=S,slices=R")
     folder, doc = read_sisa_index(path, meta["sisa"]["assignment_sha256"])
     try:
-        spec = SisaSpec(**{k: doc[k] for k in ("shards", "slices", "aggregate", "by", "threads")})
+        spec = SisaSpec(**{k: doc[k] for k in ("shards", "slices", "aggregate", "by", "threads")},
+                        slice_epochs=doc.get("slice_epochs", "full"))  # folders saved before the key: full
         assignment = Assignment(doc["assignment"])
         state = SisaState(spec, int(doc["seed"]), doc["member"]["name"], _tuples(doc["member"]["kwargs"]),
                           DataSpec.from_dict(doc["spec"]), TrainConfig.from_dict(doc["train_config"]), assignment,
