@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--executor", default="local", choices=("local", "ray"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--schedules", default="balanced,full",
+                        help="slice schedules to run (balanced: the paper's 2E/(R+1) epochs per step, since issue "
+                             "19; full: the recipe at every step, before)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -128,19 +131,21 @@ def main() -> None:
                 "retrained_slices": out.retrained_slices,
                 "speedup_vs_single": retrain_seconds / seconds, "speedup_vs_sisa": sisa_seconds / seconds}
 
-    for shards in args.shards:
-        spec = SisaSpec(shards, args.slices, threads=args.threads)
+    for schedule, shards in ((s, k) for s in args.schedules.split(",") for k in args.shards):
+        spec = SisaSpec(shards, args.slices, threads=args.threads, slice_epochs=schedule)
         model, sisa_seconds = timed(lambda spec=spec: train_sisa(train, model_name, recipe, spec, progress=False,
                                                                  executor=args.executor))
-        row = {"shards": shards, "train_seconds": sisa_seconds,
+        row = {"schedule": schedule, "shards": shards, "train_seconds": sisa_seconds,
+               "train_vs_single": sisa_seconds / single_seconds,
                "vote_accuracy": ensemble_accuracy(model, test, "vote"),
                "softmax_accuracy": ensemble_accuracy(model, test, "softmax"), "deletions": {}}
-        print(f"SISA {shards} shards x {args.slices} slices: vote {row['vote_accuracy']:.4f}, softmax "
-              f"{row['softmax_accuracy']:.4f}; trained in {sisa_seconds:.1f}s", flush=True)
+        print(f"SISA {schedule} {shards} shards x {args.slices} slices: vote {row['vote_accuracy']:.4f}, softmax "
+              f"{row['softmax_accuracy']:.4f}; trained in {sisa_seconds:.1f}s "
+              f"({sisa_seconds / single_seconds:.2f}x the single model)", flush=True)
         for k, ids in deletions.items():
             row["deletions"][str(k)] = run_deletion(sisa_state(model), select(train, ids_spec(ids)), sisa_seconds)
         row["subject_by_ids"] = run_deletion(sisa_state(model), subject_split, sisa_seconds)
-        aligned_spec = SisaSpec(shards, args.slices, by="subjects", threads=args.threads)
+        aligned_spec = SisaSpec(shards, args.slices, by="subjects", threads=args.threads, slice_epochs=schedule)
         aligned, aligned_seconds = timed(lambda spec=aligned_spec: train_sisa(
             train, model_name, recipe, spec, progress=False, executor=args.executor))
         row["aligned"] = {"train_seconds": aligned_seconds, "vote_accuracy": ensemble_accuracy(aligned, test, "vote")}
@@ -148,17 +153,34 @@ def main() -> None:
         results["sisa"].append(row)
 
     print()
-    print("| shards | vote acc | softmax acc | single acc | deletion | shards retrained | slice steps | seconds "
-          "| x single retrain | x SISA retrain |")
-    print("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("| schedule | shards | train x single | vote acc | softmax acc | single acc | deletion | shards retrained "
+          "| slice steps | seconds | x single retrain | x SISA retrain |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for row in results["sisa"]:
         cases = [(f"{k} random", d) for k, d in row["deletions"].items()]
         cases += [("1 subject (id shards)", row["subject_by_ids"]),
                   ("1 subject (subject shards)", row["subject_by_subjects"])]
         for label, d in cases:
-            print(f"| {row['shards']} | {row['vote_accuracy']:.4f} | {row['softmax_accuracy']:.4f} | "
-                  f"{single_accuracy:.4f} | {label} | {d['retrained_shards']} | {d['retrained_slices']} | "
-                  f"{d['seconds']:.2f} | {d['speedup_vs_single']:.1f}x | {d['speedup_vs_sisa']:.1f}x |")
+            print(f"| {row['schedule']} | {row['shards']} | {row['train_vs_single']:.2f} | {row['vote_accuracy']:.4f} "
+                  f"| {row['softmax_accuracy']:.4f} | {single_accuracy:.4f} | {label} | {d['retrained_shards']} | "
+                  f"{d['retrained_slices']} | {d['seconds']:.2f} | {d['speedup_vs_single']:.1f}x | "
+                  f"{d['speedup_vs_sisa']:.1f}x |")
+    print("\ntargets (issue 19), balanced schedule:")
+    for row in (r for r in results["sisa"] if r["schedule"] == "balanced"):
+        s, dels = row["shards"], row["deletions"]
+        best = max(row["vote_accuracy"], row["softmax_accuracy"])
+        ratio = row["train_vs_single"]
+        checks = [f"training {ratio:.2f}x single (<= 1.2: {'met' if ratio <= 1.2 else 'MISSED'})"]
+        if "1" in dels:
+            v = dels["1"]["speedup_vs_single"]
+            checks.append(f"1 deletion {v:.1f}x (>= {s / 2:g}: {'met' if v >= s / 2 else 'MISSED'})")
+        if "10" in dels and s == 10:
+            v = dels["10"]["speedup_vs_single"]
+            checks.append(f"10 deletions {v:.1f}x (>= 1.5: {'met' if v >= 1.5 else 'MISSED'})")
+        if s == 5:
+            gap = single_accuracy - best
+            checks.append(f"accuracy gap {gap * 100:.2f} points (<= 1.5: {'met' if gap <= 0.015 else 'MISSED'})")
+        print(f"  {s} shards: " + "; ".join(checks))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
