@@ -34,6 +34,7 @@ from unlearnkit.exact.linear import (
     gradient_residual,
     head_parameters,
     loss_gradient,
+    newton_removal,
     residual_budget,
 )
 from unlearnkit.models import CheckpointMeta, build_model, load_checkpoint, save_checkpoint
@@ -476,3 +477,39 @@ def test_logistic_on_12000_fashion_images_reaches_the_optimum(tmp_path):
     theta = head_parameters(ckpt.model)
     grad = loss_gradient(theta, bundle.train.x, bundle.train.y, objective="logistic", weight_decay=1e-3)
     assert float(grad.norm()) / len(bundle.train) <= AT_OPTIMUM
+
+
+def test_cg_solver_equals_the_direct_solve(digits, logistic):
+    """The Hessian-free step (preconditioned conjugate gradients) is the Cholesky step to 1e-8, and its bound
+    counts the solve's own residual on top of Corollary 1's."""
+    split = select(digits.train, "random:0.01", seed=0)
+    theta = head_parameters(logistic)
+    args = (theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1), split.forget.y)
+    direct = newton_removal(*args, objective="logistic", weight_decay=RECIPE.weight_decay, solver="direct")
+    cg = newton_removal(*args, objective="logistic", weight_decay=RECIPE.weight_decay, solver="cg")
+    assert float((cg.theta - direct.theta).abs().max()) < 1e-8
+    assert cg.residual_bound >= direct.residual_bound * (1 - 1e-6)
+    assert cg.residual_bound - direct.residual_bound < 1e-6
+
+
+def test_successive_removals_with_the_cache_equal_uncached_updates(digits, logistic, logistic_ckpt, tmp_path):
+    """Three certified removals in a row (the cache keeps the Gram matrix and features between them) give the
+    weights of three uncached direct Newton steps to 1e-8, and the same bounds."""
+    from unlearnkit.exact.linear import REMOVAL_CACHE
+
+    REMOVAL_CACHE.grams.clear()
+    REMOVAL_CACHE.features.clear()
+    theta = head_parameters(logistic)
+    retain, path, model = digits.train, logistic_ckpt, logistic
+    for request in range(3):
+        split = select(retain, "random:0.005", seed=request)
+        result = certified(model, split, RECIPE, path)
+        expected = newton_removal(theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1),
+                                  split.forget.y, objective="logistic", weight_decay=RECIPE.weight_decay,
+                                  solver="direct")
+        assert float((head_parameters(result.model) - expected.theta).abs().max()) < 1e-8
+        assert result.info["residual_bound"] == pytest.approx(expected.residual_bound, rel=1e-6, abs=1e-9)
+        assert not result.info["retrained"]
+        path = save_unlearned(tmp_path / f"r{request}", result, split, load_checkpoint(path))
+        theta, retain, model = expected.theta, split.retain, result.model
+    assert len(REMOVAL_CACHE.grams) >= 2  # the downdated Gram matrices were kept for the next request

@@ -24,9 +24,11 @@ The paper's loss-perturbation theorem turns a total bound beta into an (epsilon,
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from unlearnkit.errors import ConfigError
@@ -37,6 +39,7 @@ from unlearnkit.models.convex import (
     _check_objective,
     _gradient,
     _hessian,
+    _logistic_hvp,
     _solve,
     augment,
     fit_theta,
@@ -48,7 +51,8 @@ from unlearnkit.models.convex import (
 )
 
 __all__ = [
-    "AT_OPTIMUM", "GAMMA", "OBJECTIVES", "OPTIMUM_TOL", "NewtonRemoval", "augment", "epsilon_spent", "fit_theta",
+    "AT_OPTIMUM", "GAMMA", "OBJECTIVES", "OPTIMUM_TOL", "REMOVAL_CACHE", "NewtonRemoval", "RemovalCache", "augment",
+    "epsilon_spent", "fit_theta", "ids_digest",
     "fit_to_optimum", "frozen_features", "gradient_residual", "head_parameters", "loss_gradient", "newton_removal",
     "residual_budget", "set_head_parameters",
 ]
@@ -70,6 +74,11 @@ class NewtonRemoval:
     residual_bound: float  # bound on the gradient residual this step adds (Corollary 1 of Guo et al., generalised)
 
 
+SOLVERS = ("auto", "direct", "cg")
+CG_TOL = 1e-13  # relative residual at which the conjugate-gradient solve stops (float64 resolves about 1e-16)
+CG_MAX = 2000
+
+
 def newton_removal(
     theta: torch.Tensor,
     x_retain: torch.Tensor,
@@ -79,6 +88,8 @@ def newton_removal(
     *,
     objective: str,
     weight_decay: float,
+    solver: str = "auto",
+    gram: torch.Tensor | None = None,
 ) -> NewtonRemoval:
     """Remove the samples ``(x_forget, y_forget)`` from parameters ``theta`` by one Newton step on the remaining
     samples ``(x_retain, y_retain)`` (features, not augmented): ``theta + H^{-1} Delta``.
@@ -87,26 +98,144 @@ def newton_removal(
     (``[C, d + 1]``) and ``X~'`` the augmented remaining data: the paper's Corollary 1 for unnormalised rows and
     the multinomial loss; 0 for least squares, where the step is exact. If ``theta`` already had a gradient
     residual ``r`` on the full data, the new residual is at most ``||r|| + residual_bound``.
+
+    Solvers. ``direct`` builds the Hessian (for the multinomial loss ``(C (d+1))^2`` entries, C(C+1)/2 passes over
+    the data) and solves with its Cholesky factor. ``cg`` (the ``auto`` choice for the logistic model) never forms
+    it: conjugate gradients on Hessian-vector products (two passes each), preconditioned by the Kronecker
+    approximation ``A (x) G / n + lambda`` (A: the mean softmax covariance, G: the Gram matrix ``X~'^T X~'``, both
+    small), to a relative residual of :data:`CG_TOL`. The solve's own residual ``||H v - Delta||`` is added to
+    ``residual_bound``, so the bound stays a bound. ``gram``: ``X~'^T X~'`` if the caller has it (a
+    :class:`RemovalCache` keeps it between requests); the bound's spectral norm is read from it.
     """
     _check_objective(objective)
     if not weight_decay > 0:
         raise ConfigError(f"certified removal needs an L2 penalty (--weight-decay > 0), got {weight_decay}")
+    if solver not in SOLVERS:
+        raise ConfigError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     theta = theta.to(torch.float64)
     xr, xf = augment(x_retain).to(theta.device), augment(x_forget).to(theta.device)
+    gram = xr.T @ xr if gram is None else gram.to(theta.device, torch.float64)
     delta = _gradient(theta, xf, y_forget, objective, weight_decay)
-    step = _solve(_hessian(theta, xr, objective, weight_decay), delta, objective)
-    return NewtonRemoval(theta + step, step, _residual_bound(xr, step, objective))
+    if objective == "squared":  # H = G + lambda n I for every class: small and exact
+        hess = gram.clone()
+        hess.diagonal().add_(weight_decay * len(xr))
+        step, solve_residual = _solve(hess, delta, objective), 0.0
+    elif solver == "direct":
+        step, solve_residual = _solve(_hessian(theta, xr, objective, weight_decay), delta, objective), 0.0
+    else:
+        step, solve_residual = _cg_step(theta, xr, gram, delta, weight_decay)
+    return NewtonRemoval(theta + step, step, _residual_bound(xr, gram, step, objective) + solve_residual)
 
 
-def _residual_bound(xa: torch.Tensor, step: torch.Tensor, objective: str) -> float:
+def _cg_step(theta: torch.Tensor, xr: torch.Tensor, gram: torch.Tensor, delta: torch.Tensor,
+             weight_decay: float) -> tuple[torch.Tensor, float]:
+    """``H^{-1} Delta`` for the multinomial loss by preconditioned conjugate gradients; returns the step and the
+    sum-form residual ``||H v - Delta||`` it leaves."""
+    n = len(xr)
+    p = (xr @ theta.T).softmax(1)
+    cov = torch.diag(p.mean(0)) - p.T @ p / n
+    ea, ua = torch.linalg.eigh(cov)
+    eg, ug = torch.linalg.eigh(gram / n)
+    scale = ea.clamp_min(0)[:, None] * eg.clamp_min(0)[None, :] + weight_decay
+
+    def precondition(r: torch.Tensor) -> torch.Tensor:
+        return ua @ ((ua.T @ r @ ug) / scale) @ ug.T
+
+    rhs = delta / n  # the mean form: (H / n) v = Delta / n
+    goal = CG_TOL * float(rhs.norm())
+    v = torch.zeros_like(rhs)
+    r = rhs.clone()
+    z = precondition(r)
+    d = z.clone()
+    rz = float((r * z).sum())
+    for _ in range(CG_MAX):
+        if float(r.norm()) <= goal:
+            break
+        hd = _logistic_hvp(p, xr, d, weight_decay)
+        alpha = rz / float((d * hd).sum())
+        v += alpha * d
+        r -= alpha * hd
+        z = precondition(r)
+        rz, previous = float((r * z).sum()), rz
+        d = z + (rz / previous) * d
+    exact = rhs - _logistic_hvp(p, xr, v, weight_decay)  # the true residual, not CG's running one
+    return v, float(exact.norm()) * n
+
+
+def _residual_bound(xa: torch.Tensor, gram: torch.Tensor, step: torch.Tensor, objective: str) -> float:
     gamma = GAMMA[objective]
     if gamma == 0.0:
         return 0.0
     # ||X~||_2 from the Gram matrix's top eigenvalue (exact in float64, unlike power iteration, which only
-    # approaches it from below); a relative margin of 1e-9 covers the eigensolver's rounding.
-    spectral = math.sqrt(max(float(torch.linalg.eigvalsh(xa.T @ xa)[-1]), 0.0)) * (1 + 1e-9)
+    # approaches it from below); a relative margin of 1e-9 covers the eigensolver's rounding and a Gram matrix
+    # kept up to date by subtraction (RemovalCache).
+    spectral = math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0)) * (1 + 1e-9)
     max_row = float(xa.norm(dim=1).max())
     return gamma * spectral * max_row * float(step.norm()) * float((xa @ step.T).norm())
+
+
+class RemovalCache:
+    """What successive certified removals from one model share, kept in this process: the frozen features of the
+    training samples by id (keyed by the feature network's weights and the data), and the Gram matrix of the
+    samples the model is trained on now, brought up to date by subtracting the removed rows."""
+
+    def __init__(self, max_entries: int = 4) -> None:
+        self.max_entries = max_entries
+        self.features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # key -> (sorted ids, rows)
+        # digest of the ids trained on -> (X~^T X~, the column sums of X~: a check that the rows are the same)
+        self.grams: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def lookup_features(self, key: str, ids: torch.Tensor) -> torch.Tensor | None:
+        """The cached feature rows of ``ids`` (in that order), or None if any is missing."""
+        entry = self.features.get(key)
+        if entry is None:
+            return None
+        known, rows = entry
+        pos = torch.searchsorted(known, ids).clamp_max(len(known) - 1)
+        if not bool((known[pos] == ids).all()):
+            return None
+        return rows[pos]
+
+    def store_features(self, key: str, ids: torch.Tensor, rows: torch.Tensor) -> None:
+        """Add the rows of ``ids`` to the table ``key`` (rows already there are kept)."""
+        if key in self.features:
+            known, old = self.features[key]
+            new = ~torch.isin(ids, known)
+            ids, rows = torch.cat([known, ids[new]]), torch.cat([old, rows[new].to(old.dtype)])
+        order = torch.argsort(ids)
+        self._put(self.features, key, (ids[order].clone(), rows[order].clone()))
+
+    def gram(self, ids: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+        """``xa^T xa`` for the samples ``ids`` (rows of ``xa``, augmented), from the cache when the same ids were
+        seen with the same rows (their column sums agree), else computed and cached."""
+        key, sums = ids_digest(ids), xa.sum(0)
+        entry = self.grams.get(key)
+        if entry is None or entry[1].shape != sums.shape or not torch.allclose(entry[1], sums, rtol=1e-9, atol=1e-9):
+            entry = (xa.T @ xa, sums)
+            self._put(self.grams, key, entry)
+        return entry[0]
+
+    def downdate(self, ids: torch.Tensor, gram: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+        """The Gram matrix of ``ids`` (what remains) from ``gram`` minus the removed rows (augmented), cached."""
+        before = next((sums for g, sums in self.grams.values() if g is gram), None)
+        new = gram - removed.T @ removed
+        if before is not None:
+            self._put(self.grams, ids_digest(ids), (new, before - removed.sum(0)))
+        return new
+
+    def _put(self, table: dict, key: str, value) -> None:
+        table.pop(key, None)
+        table[key] = value
+        while len(table) > self.max_entries:
+            table.pop(next(iter(table)))
+
+
+def ids_digest(ids: torch.Tensor) -> str:
+    """sha256 of the sorted ids: names a set of samples."""
+    return hashlib.sha256(np.ascontiguousarray(torch.sort(ids.to(torch.int64)).values.numpy()).tobytes()).hexdigest()
+
+
+REMOVAL_CACHE = RemovalCache()  # the process's cache; certified removals in a row (a stream, a bench) share it
 
 
 def gradient_residual(
