@@ -40,6 +40,7 @@ import torch
 
 from unlearnkit.data import IndexedDataset, load_dataset, select
 from unlearnkit.exact.linear import (
+    REMOVAL_CACHE,
     epsilon_spent,
     frozen_features,
     gradient_residual,
@@ -107,6 +108,8 @@ def bench_model(label: str, name: str, kwargs: dict, prepare: Callable[[torch.nn
     params = {"epsilon": args.epsilon, "delta": args.delta, "removal_budget": 1e30}
     for count in (1, 10):
         split = select(train, random_ids(train, count, args.seed + count), seed=0)
+        REMOVAL_CACHE.grams.clear()  # a cold cache: the first request after training (features, Gram matrix)
+        REMOVAL_CACHE.features.clear()
         update = unlearn(model, split, "certified", train_config=recipe, checkpoint=path, device=device,
                          progress=False, **params)
         retrain = unlearn(model, split, "retrain", train_config=recipe, device=device, progress=False)
@@ -119,6 +122,8 @@ def bench_model(label: str, name: str, kwargs: dict, prepare: Callable[[torch.nn
         within = "no budget" if budget is None else ("yes" if bound <= budget else "no: retrains")
         print(f"| {count} | {update.seconds:.3f} | {retrain.seconds:.3f} | {retrain.seconds / update.seconds:.1f}x "
               f"| {agree.float().mean():.4f} | {dw:.2e} | {bound:.3g} | {within} | {measured:.3g} |")
+    if args.in_a_row:
+        in_a_row(model, train, recipe, path, params, args, device)
     if model.objective == "squared":
         print("\nsuccessive removals: never retrains (least squares: the Newton step is exact, bound 0)")
         return
@@ -129,6 +134,32 @@ def bench_model(label: str, name: str, kwargs: dict, prepare: Callable[[torch.nn
         what = f">= {args.max_removals} (cap)" if passed is None else str(passed)
         print(f"\nsuccessive removals of {count}: {what} requests before the budget forces retraining (first "
               f"request's bound {first:.3g}); summed bound then {total:.4g}{eps}; {seconds:.3f}s per update")
+
+
+def in_a_row(model, train: IndexedDataset, recipe: TrainConfig, path: Path, params: dict, args, device: str) -> None:
+    """``--in-a-row N`` requests of one random sample each through ``unlearn(..., "certified")``, each from the
+    previous result (the process's cache warm after the first), against ``--retrains K`` retrainings of the head
+    from scratch on the same shrinking data (their mean stands for each of the N; retraining costs the same for
+    every request)."""
+    REMOVAL_CACHE.grams.clear()
+    REMOVAL_CACHE.features.clear()
+    gen = torch.Generator().manual_seed(args.seed)
+    current, retain, seconds, retrain_seconds = model, train, [], []
+    for request in range(args.in_a_row):
+        pick = retain.ids[torch.randperm(len(retain), generator=gen)[:1]]
+        split = select(retain, "ids:" + ",".join(str(int(i)) for i in pick), seed=0)
+        update = unlearn(current, split, "certified", train_config=recipe, checkpoint=path, device=device,
+                         progress=False, **params)
+        seconds.append(update.seconds)
+        if request < args.retrains:
+            retrain_seconds.append(unlearn(current, split, "retrain", train_config=recipe, device=device,
+                                           progress=False).seconds)
+        current, retain = update.model, split.retain
+    total, retrain_each = sum(seconds), sum(retrain_seconds) / len(retrain_seconds)
+    print(f"\n{args.in_a_row} removals in a row: {total:.2f}s in all (first {seconds[0]:.3f}s, then "
+          f"{sum(seconds[1:]) / max(1, len(seconds) - 1):.3f}s each); a retraining takes {retrain_each:.2f}s (mean of "
+          f"{len(retrain_seconds)}), so {args.in_a_row} retrainings {retrain_each * args.in_a_row:.1f}s: "
+          f"{retrain_each * args.in_a_row / total:.1f}x")
 
 
 def digits_scenario(args):
@@ -172,6 +203,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--in-a-row", type=int, default=50, help="removals of 1 sample in a row (0: skip)")
+    parser.add_argument("--retrains", type=int, default=3, help="retrainings timed for the in-a-row comparison")
     args = parser.parse_args()
     if args.quick:
         args.fm_train_size, args.cnn_epochs, args.max_removals = args.fm_train_size or 4000, 1, 5
