@@ -40,6 +40,7 @@ import torch
 
 from unlearnkit.data import IndexedDataset, load_dataset, select
 from unlearnkit.exact.linear import (
+    FEATURES,
     REMOVAL_CACHE,
     epsilon_spent,
     frozen_features,
@@ -109,7 +110,7 @@ def bench_model(label: str, name: str, kwargs: dict, prepare: Callable[[torch.nn
     for count in (1, 10):
         split = select(train, random_ids(train, count, args.seed + count), seed=0)
         REMOVAL_CACHE.grams.clear()  # a cold cache: the first request after training (features, Gram matrix)
-        REMOVAL_CACHE.features.clear()
+        FEATURES.clear()
         update = unlearn(model, split, "certified", train_config=recipe, checkpoint=path, device=device,
                          progress=False, **params)
         retrain = unlearn(model, split, "retrain", train_config=recipe, device=device, progress=False)
@@ -142,7 +143,7 @@ def in_a_row(model, train: IndexedDataset, recipe: TrainConfig, path: Path, para
     from scratch on the same shrinking data (their mean stands for each of the N; retraining costs the same for
     every request)."""
     REMOVAL_CACHE.grams.clear()
-    REMOVAL_CACHE.features.clear()
+    FEATURES.clear()
     gen = torch.Generator().manual_seed(args.seed)
     current, retain, seconds, retrain_seconds = model, train, [], []
     for request in range(args.in_a_row):

@@ -495,10 +495,10 @@ def test_cg_solver_equals_the_direct_solve(digits, logistic):
 def test_successive_removals_with_the_cache_equal_uncached_updates(digits, logistic, logistic_ckpt, tmp_path):
     """Three certified removals in a row (the cache keeps the Gram matrix and features between them) give the
     weights of three uncached direct Newton steps to 1e-8, and the same bounds."""
-    from unlearnkit.exact.linear import REMOVAL_CACHE
+    from unlearnkit.exact.linear import FEATURES, REMOVAL_CACHE
 
     REMOVAL_CACHE.grams.clear()
-    REMOVAL_CACHE.features.clear()
+    FEATURES.clear()
     theta = head_parameters(logistic)
     retain, path, model = digits.train, logistic_ckpt, logistic
     for request in range(3):
@@ -513,3 +513,22 @@ def test_successive_removals_with_the_cache_equal_uncached_updates(digits, logis
         path = save_unlearned(tmp_path / f"r{request}", result, split, load_checkpoint(path))
         theta, retain, model = expected.theta, split.retain, result.model
     assert len(REMOVAL_CACHE.grams) >= 2  # the downdated Gram matrices were kept for the next request
+
+
+def test_feature_cache_equals_the_network_and_keys_by_its_weights(digits):
+    """The cached head features are the feature network's own outputs, row for row by id; rows missing from the
+    cache are computed; another network (other weights) gets its own entry."""
+    from unlearnkit.exact.linear import FEATURES
+
+    FEATURES.clear()
+    cnn = fit(build_model("cnn", digits.spec, seed=0), digits.train, TrainConfig(epochs=1), progress=False)
+    head = build_model("logistic", digits.spec, backbone="cnn", backbone_kwargs={})
+    head.features.load_network(cnn)
+    part = digits.train.subset(torch.arange(100))
+    first = FEATURES(head, part)
+    assert torch.equal(first.x, frozen_features(head, part).x) and len(FEATURES.tables) == 1
+    later = FEATURES(head, digits.train.subset(torch.arange(50, 300)))  # 200 rows new, 50 cached
+    assert torch.allclose(later.x, frozen_features(head, digits.train.subset(torch.arange(50, 300))).x, atol=1e-6)
+    other = build_model("logistic", digits.spec, backbone="cnn", backbone_kwargs={})
+    other.features.load_network(build_model("cnn", digits.spec, seed=1))
+    assert not torch.allclose(FEATURES(other, part).x, first.x) and len(FEATURES.tables) == 2

@@ -210,7 +210,8 @@ def _count_steps(monkeypatch) -> list[tuple[int, int]]:
 @pytest.mark.parametrize(("schedule", "low", "high"), [("balanced", 0.95, 1.2), ("full", 2.9, 3.4)])
 def test_slice_schedule_training_cost(monkeypatch, digits, schedule, low, high):
     """The epochs actually run: balanced slice steps (2E/(R+1) epochs each) pass over the training set about E times
-    in all, what one model at the same recipe does; full steps (R+1)/2 = 3 times that at R = 5 (a little more: each step rounds its last mini-batch up)."""
+    in all, what one model at the same recipe does; full steps (R+1)/2 = 3 times that at R = 5 (a little more: each
+    step rounds its last mini-batch up)."""
     seen = _count_steps(monkeypatch)
     recipe = RECIPE.with_(epochs=6)
     train_sisa(digits.train, "mlp", recipe, f"shards=3,slices=5,slice_epochs={schedule}", member_kwargs=SMALL,

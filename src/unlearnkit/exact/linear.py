@@ -34,6 +34,7 @@ import torch
 from unlearnkit.errors import ConfigError
 from unlearnkit.models.convex import (
     AT_OPTIMUM,
+    FEATURES,
     OBJECTIVES,
     OPTIMUM_TOL,
     _check_objective,
@@ -51,8 +52,8 @@ from unlearnkit.models.convex import (
 )
 
 __all__ = [
-    "AT_OPTIMUM", "GAMMA", "OBJECTIVES", "OPTIMUM_TOL", "REMOVAL_CACHE", "NewtonRemoval", "RemovalCache", "augment",
-    "epsilon_spent", "fit_theta", "ids_digest",
+    "AT_OPTIMUM", "FEATURES", "GAMMA", "OBJECTIVES", "OPTIMUM_TOL", "REMOVAL_CACHE", "NewtonRemoval", "RemovalCache",
+    "augment", "epsilon_spent", "fit_theta", "ids_digest",
     "fit_to_optimum", "frozen_features", "gradient_residual", "head_parameters", "loss_gradient", "newton_removal",
     "residual_budget", "set_head_parameters",
 ]
@@ -175,35 +176,14 @@ def _residual_bound(xa: torch.Tensor, gram: torch.Tensor, step: torch.Tensor, ob
 
 
 class RemovalCache:
-    """What successive certified removals from one model share, kept in this process: the frozen features of the
-    training samples by id (keyed by the feature network's weights and the data), and the Gram matrix of the
-    samples the model is trained on now, brought up to date by subtracting the removed rows."""
+    """What successive certified removals from one model share, kept in this process: the Gram matrix of the samples
+    the model is trained on now, brought up to date by subtracting the removed rows. (The frozen features are
+    cached by unlearnkit.models.convex.FEATURES, which training shares.)"""
 
     def __init__(self, max_entries: int = 4) -> None:
         self.max_entries = max_entries
-        self.features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # key -> (sorted ids, rows)
         # digest of the ids trained on -> (X~^T X~, the column sums of X~: a check that the rows are the same)
         self.grams: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def lookup_features(self, key: str, ids: torch.Tensor) -> torch.Tensor | None:
-        """The cached feature rows of ``ids`` (in that order), or None if any is missing."""
-        entry = self.features.get(key)
-        if entry is None:
-            return None
-        known, rows = entry
-        pos = torch.searchsorted(known, ids).clamp_max(len(known) - 1)
-        if not bool((known[pos] == ids).all()):
-            return None
-        return rows[pos]
-
-    def store_features(self, key: str, ids: torch.Tensor, rows: torch.Tensor) -> None:
-        """Add the rows of ``ids`` to the table ``key`` (rows already there are kept)."""
-        if key in self.features:
-            known, old = self.features[key]
-            new = ~torch.isin(ids, known)
-            ids, rows = torch.cat([known, ids[new]]), torch.cat([old, rows[new].to(old.dtype)])
-        order = torch.argsort(ids)
-        self._put(self.features, key, (ids[order].clone(), rows[order].clone()))
 
     def gram(self, ids: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
         """``xa^T xa`` for the samples ``ids`` (rows of ``xa``, augmented), from the cache when the same ids were

@@ -13,20 +13,18 @@ bound is 0.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.exact.linear import (
     AT_OPTIMUM,
+    FEATURES,
     REMOVAL_CACHE,
     augment,
     epsilon_spent,
-    frozen_features,
     gradient_residual,
     head_parameters,
     newton_removal,
@@ -81,7 +79,7 @@ class Certified(Method):
         if not torch.isfinite(theta).all():
             raise ConfigError(f"the {kind} model's weights contain NaN or inf; retrain it with "
                               f"`unlearn train --model {kind}`")
-        retain, forget = self._features(new, task.split.retain), self._features(new, task.split.forget)
+        retain, forget = FEATURES(new, task.split.retain), FEATURES(new, task.split.forget)
         if not (torch.isfinite(retain.x).all() and torch.isfinite(forget.x).all()):
             raise DataError("the retain or forget features contain NaN or inf; clean the data before removing samples")
         n, lam, noise = len(retain) + len(forget), recipe.weight_decay, new.noise
@@ -125,24 +123,6 @@ class Certified(Method):
             "delta": self.config.delta if sigma > 0 else None,
         })
         return new
-
-    @staticmethod
-    def _features(model: LinearHead, data):
-        """The head's input features of ``data``. A frozen feature network's outputs are cached by sample id for the
-        next request (keyed by its weights and the data's origin); flattened inputs need no cache."""
-        if isinstance(model.features, nn.Flatten):
-            return frozen_features(model, data)
-        digest = hashlib.sha256()
-        for name, value in sorted(model.features.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-        key = f"{digest.hexdigest()}:{data.origin or ''}"
-        rows = REMOVAL_CACHE.lookup_features(key, data.ids)
-        if rows is None:
-            feats = frozen_features(model, data)
-            REMOVAL_CACHE.store_features(key, feats.ids, feats.x)
-            return feats
-        return IndexedDataset(rows, data.y, data.ids, num_classes=data.num_classes)
 
     def _running_total(self, task: UnlearnTask, kind: str, residual: float, n: int) -> tuple[float, int]:
         """Where the summed bound starts: the last certified removal's total (read from the checkpoint history),

@@ -22,6 +22,7 @@ Certified removal from these models lives in unlearnkit.exact.linear; this modul
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -92,6 +93,48 @@ def frozen_features(model: nn.Module, dataset: IndexedDataset, *, batch_size: in
         x=x, y=dataset.y, ids=dataset.ids, num_classes=dataset.num_classes, subjects=dataset.subjects,
         attributes=dict(dataset.attributes), tasks=dict(dataset.tasks),
     )
+
+
+class FeatureCache:
+    """The frozen feature network's outputs by sample id, kept in this process: keyed by the network's weights and
+    the data's origin, so training, retraining and certified removals from one head (a stream of requests, a
+    benchmark) run the network over each sample once. Flattened inputs (no network) are not cached."""
+
+    def __init__(self, max_entries: int = 4) -> None:
+        self.max_entries = max_entries
+        self.tables: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # key -> (sorted ids, rows)
+
+    def clear(self) -> None:
+        self.tables.clear()
+
+    def __call__(self, model: nn.Module, dataset: IndexedDataset) -> IndexedDataset:
+        """``frozen_features(model, dataset)``, from the cache where it holds the rows."""
+        network = getattr(model, "features", None)
+        if network is None or isinstance(network, nn.Flatten) or not network.state_dict():
+            return frozen_features(model, dataset)
+        digest = hashlib.sha256()
+        for name, value in sorted(network.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        key = f"{digest.hexdigest()}:{dataset.origin or ''}"
+        known, rows = self.tables.get(key, (torch.empty(0, dtype=torch.int64), None))
+        missing = ~torch.isin(dataset.ids, known)
+        if bool(missing.any()):
+            fresh = frozen_features(model, dataset.subset(missing))
+            ids = torch.cat([known, fresh.ids])
+            rows = fresh.x if rows is None else torch.cat([rows, fresh.x.to(rows.dtype)])
+            order = torch.argsort(ids)
+            known, rows = ids[order], rows[order]
+            self.tables.pop(key, None)
+            self.tables[key] = (known, rows)
+            while len(self.tables) > self.max_entries:
+                self.tables.pop(next(iter(self.tables)))
+        x = rows[torch.searchsorted(known, dataset.ids)]
+        return IndexedDataset(x=x, y=dataset.y, ids=dataset.ids, num_classes=dataset.num_classes,
+                              subjects=dataset.subjects)
+
+
+FEATURES = FeatureCache()  # the process's cache (unlearnkit.exact.linear's removals and fit_to_optimum share it)
 
 
 def head_parameters(model: LinearHead) -> torch.Tensor:
@@ -324,7 +367,7 @@ def fit_to_optimum(
                           "train it with --optimizer lbfgs")
     dev = resolve_device(device)
     model.to(dev)
-    feats = frozen_features(model, dataset)
+    feats = FEATURES(model, dataset)
     if not torch.isfinite(feats.x).all():
         raise DataError("the training features contain NaN or inf; clean the data (or the feature network) first")
     theta, grad_norm = fit_theta(
