@@ -61,8 +61,14 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=None, help="default: all of digits, 3000 of Fashion-MNIST")
     parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths of the digits mlp")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--vmap", action="store_true", help="the vmap path for MLPs too (the path before issue 19; "
+                        "by default plain MLPs run as batched matmuls)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.vmap:
+        import unlearnkit.train as train_module
+
+        train_module._plain_mlp_layers = lambda model: None
 
     if args.fashion:
         if not FASHION_DIR.exists():
