@@ -195,15 +195,9 @@ def local_train(model: nn.Module, data: IndexedDataset, config: FedConfig, *, se
     runs that share of the mini-batches, at least one). Returns the epochs spent (steps / batches per epoch)."""
     per_epoch = math.ceil(len(data) / config.batch_size)
     steps = config.local_epochs * per_epoch if epochs is None else max(1, round(epochs * per_epoch))
-    done = [0]
-
-    def stop() -> bool:
-        done[0] += 1
-        return done[0] > steps
-
     fit(model, data, config.local_recipe(math.ceil(steps / per_epoch), seed), device=device, progress=False,
-        description="local training", should_stop=stop)
-    return min(done[0], steps) / per_epoch
+        description="local training", steps=steps)
+    return steps / per_epoch
 
 
 def projected_ascent(model: nn.Module, data: IndexedDataset, reference: dict[str, torch.Tensor] | None, *,
