@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--schedules", default="balanced,full",
                         help="slice schedules to run (balanced: the paper's 2E/(R+1) epochs per step, since issue "
                              "19; full: the recipe at every step, before)")
+    parser.add_argument("--member-batch-size", type=int, default=None,
+                        help="the SISA members' mini-batch size (default: the recipe's, as the single model's); "
+                             "smaller batches give members more steps for the same passes over their shard")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -104,11 +107,13 @@ def main() -> None:
     recipe = default_recipe(args.dataset, model_name).with_(seed=args.seed)
     if args.epochs is not None:
         recipe = recipe.with_(epochs=args.epochs)
+    member_recipe = recipe if args.member_batch_size is None else recipe.with_(batch_size=args.member_batch_size)
     gen = torch.Generator().manual_seed(args.seed)
     deletions = {k: train.ids[torch.randperm(len(train), generator=gen)[:k]] for k in args.deletions}
     subject = int(train.subjects[torch.randint(len(train), (1,), generator=gen)])
     subject_split = select(train, f"subjects:{subject}", seed=args.seed)
-    print(f"{args.dataset} {model_name}: {len(train)} training samples, {recipe.epochs} epochs, "
+    print(f"{args.dataset} {model_name}: {len(train)} training samples, {recipe.epochs} epochs, members' batch "
+          f"{member_recipe.batch_size}, "
           f"{args.threads} thread(s); subject {subject} owns {len(subject_split.forget)} samples", flush=True)
 
     single, single_seconds = timed(lambda: fit(build_model(model_name, bundle.spec, seed=recipe.seed), train,
@@ -133,7 +138,7 @@ def main() -> None:
 
     for schedule, shards in ((s, k) for s in args.schedules.split(",") for k in args.shards):
         spec = SisaSpec(shards, args.slices, threads=args.threads, slice_epochs=schedule)
-        model, sisa_seconds = timed(lambda spec=spec: train_sisa(train, model_name, recipe, spec, progress=False,
+        model, sisa_seconds = timed(lambda spec=spec: train_sisa(train, model_name, member_recipe, spec, progress=False,
                                                                  executor=args.executor))
         row = {"schedule": schedule, "shards": shards, "train_seconds": sisa_seconds,
                "train_vs_single": sisa_seconds / single_seconds,
@@ -147,7 +152,7 @@ def main() -> None:
         row["subject_by_ids"] = run_deletion(sisa_state(model), subject_split, sisa_seconds)
         aligned_spec = SisaSpec(shards, args.slices, by="subjects", threads=args.threads, slice_epochs=schedule)
         aligned, aligned_seconds = timed(lambda spec=aligned_spec: train_sisa(
-            train, model_name, recipe, spec, progress=False, executor=args.executor))
+            train, model_name, member_recipe, spec, progress=False, executor=args.executor))
         row["aligned"] = {"train_seconds": aligned_seconds, "vote_accuracy": ensemble_accuracy(aligned, test, "vote")}
         row["subject_by_subjects"] = run_deletion(sisa_state(aligned), subject_split, aligned_seconds)
         results["sisa"].append(row)
