@@ -27,6 +27,7 @@ from unlearnkit.exact.linear import (
     epsilon_spent,
     gradient_residual,
     head_parameters,
+    hessian_factor,
     newton_removal,
     residual_budget,
     set_head_parameters,
@@ -89,10 +90,18 @@ class Certified(Method):
         start, removals = self._running_total(task, kind, residual, n)
         # the Gram matrix of the data trained on now (cached from the last request), minus the removed rows
         both = torch.cat([retain.ids, forget.ids])
+        in_a_row = REMOVAL_CACHE.gram_known(both)
         gram = REMOVAL_CACHE.gram(both, augment(torch.cat([retain.x, forget.x])))
         gram = REMOVAL_CACHE.downdate(retain.ids, gram, augment(forget.x))
+        # From the second request in a row on, an exact Hessian factor (built once, then reused) preconditions the
+        # solve; a single request makes do with the cheap Kronecker preconditioner.
+        factor = REMOVAL_CACHE.factor(both, theta.numel()) if model.objective == "logistic" else None
+        if factor is None and in_a_row and model.objective == "logistic":
+            factor = hessian_factor(theta.to(task.device), retain.x, lam)
         removal = newton_removal(theta.to(task.device), retain.x, retain.y, forget.x, forget.y,
-                                 objective=model.objective, weight_decay=lam, gram=gram)
+                                 objective=model.objective, weight_decay=lam, gram=gram, factor=factor)
+        if factor is not None:
+            REMOVAL_CACHE.keep_factor(retain.ids, factor)
         cumulative = start + removal.residual_bound
         budget = self._budget(model)
         retrained = budget is not None and cumulative > budget
