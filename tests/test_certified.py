@@ -513,6 +513,7 @@ def test_successive_removals_with_the_cache_equal_uncached_updates(digits, logis
         path = save_unlearned(tmp_path / f"r{request}", result, split, load_checkpoint(path))
         theta, retain, model = expected.theta, split.retain, result.model
     assert len(REMOVAL_CACHE.grams) >= 2  # the downdated Gram matrices were kept for the next request
+    assert REMOVAL_CACHE.factors  # from the second request on, an exact Hessian factor preconditioned the solve
 
 
 def test_feature_cache_equals_the_network_and_keys_by_its_weights(digits):

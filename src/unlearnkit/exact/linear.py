@@ -92,6 +92,7 @@ def newton_removal(
     solver: str = "auto",
     gram: torch.Tensor | None = None,
     factor: torch.Tensor | None = None,
+    augmented: bool = False,
 ) -> NewtonRemoval:
     """Remove the samples ``(x_forget, y_forget)`` from parameters ``theta`` by one Newton step on the remaining
     samples ``(x_retain, y_retain)`` (features, not augmented): ``theta + H^{-1} Delta``.
@@ -109,7 +110,8 @@ def newton_removal(
     ``residual_bound``, so the bound stays a bound. ``gram``: ``X~'^T X~'`` if the caller has it (a
     :class:`RemovalCache` keeps it between requests); the bound's spectral norm is read from it. ``factor``: the
     Cholesky factor of an earlier request's Hessian (:func:`hessian_factor`); near the current weights it is an
-    almost exact preconditioner, and CG then needs a few products instead of about fifty.
+    almost exact preconditioner, and CG then needs a few products instead of about fifty. ``augmented``: the
+    features already carry the bias column (float64, :func:`augment`), so they are used without a copy.
     """
     _check_objective(objective)
     if not weight_decay > 0:
@@ -117,7 +119,10 @@ def newton_removal(
     if solver not in SOLVERS:
         raise ConfigError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     theta = theta.to(torch.float64)
-    xr, xf = augment(x_retain).to(theta.device), augment(x_forget).to(theta.device)
+    if augmented:
+        xr, xf = x_retain.to(theta.device, torch.float64), x_forget.to(theta.device, torch.float64)
+    else:
+        xr, xf = augment(x_retain).to(theta.device), augment(x_forget).to(theta.device)
     gram = xr.T @ xr if gram is None else gram.to(theta.device, torch.float64)
     delta = _gradient(theta, xf, y_forget, objective, weight_decay)
     if objective == "squared":  # H = G + lambda n I for every class: small and exact
@@ -131,10 +136,11 @@ def newton_removal(
     return NewtonRemoval(theta + step, step, _residual_bound(xr, gram, step, objective) + solve_residual)
 
 
-def hessian_factor(theta: torch.Tensor, x: torch.Tensor, weight_decay: float) -> torch.Tensor:
+def hessian_factor(theta: torch.Tensor, x: torch.Tensor, weight_decay: float, *,
+                   augmented: bool = False) -> torch.Tensor:
     """The Cholesky factor of the mean-form multinomial Hessian ``H / n`` at ``theta`` on the features ``x``
-    (class-major), for :func:`newton_removal`'s ``factor``."""
-    xa = augment(x).to(theta.device)
+    (class-major; ``augmented``: ``x`` already carries the bias column), for :func:`newton_removal`'s ``factor``."""
+    xa = (x.to(torch.float64) if augmented else augment(x)).to(theta.device)
     hess = _hessian(theta.to(torch.float64), xa, "logistic", weight_decay) / len(xa)
     chol, info = torch.linalg.cholesky_ex(hess)
     if int(info) != 0:
@@ -253,9 +259,13 @@ REMOVAL_CACHE = RemovalCache()  # the process's cache; certified removals in a r
 
 def gradient_residual(
     theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, objective: str, weight_decay: float,
-    noise: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None, augmented: bool = False,
 ) -> float:
-    """``||grad L(theta; D)||_2`` in the paper's sum form: the quantity the removal bounds control."""
+    """``||grad L(theta; D)||_2`` in the paper's sum form: the quantity the removal bounds control
+    (``augmented``: ``x`` already carries the bias column, :func:`augment`)."""
+    if augmented:
+        _check_objective(objective)
+        return float(_gradient(theta, x.to(theta.device), y.to(theta.device), objective, weight_decay, noise).norm())
     return float(loss_gradient(theta, x, y, objective=objective, weight_decay=weight_decay, noise=noise).norm())
 
 

@@ -84,22 +84,24 @@ class Certified(Method):
         if not (torch.isfinite(retain.x).all() and torch.isfinite(forget.x).all()):
             raise DataError("the retain or forget features contain NaN or inf; clean the data before removing samples")
         n, lam, noise = len(retain) + len(forget), recipe.weight_decay, new.noise
+        xa = augment(torch.cat([retain.x, forget.x]))  # every row the model is trained on, with the bias column
+        xr, xf = xa[: len(retain)], xa[len(retain):]
         # How far the model is from the optimum on the data it was trained on (retain + forget), in the sum form.
-        residual = gradient_residual(theta, torch.cat([retain.x, forget.x]), torch.cat([retain.y, forget.y]),
-                                     objective=model.objective, weight_decay=lam, noise=noise)
+        residual = gradient_residual(theta, xa, torch.cat([retain.y, forget.y]), objective=model.objective,
+                                     weight_decay=lam, noise=noise, augmented=True)
         start, removals = self._running_total(task, kind, residual, n)
         # the Gram matrix of the data trained on now (cached from the last request), minus the removed rows
         both = torch.cat([retain.ids, forget.ids])
         in_a_row = REMOVAL_CACHE.gram_known(both)
-        gram = REMOVAL_CACHE.gram(both, augment(torch.cat([retain.x, forget.x])))
-        gram = REMOVAL_CACHE.downdate(retain.ids, gram, augment(forget.x))
+        gram = REMOVAL_CACHE.gram(both, xa)
+        gram = REMOVAL_CACHE.downdate(retain.ids, gram, xf)
         # From the second request in a row on, an exact Hessian factor (built once, then reused) preconditions the
         # solve; a single request makes do with the cheap Kronecker preconditioner.
         factor = REMOVAL_CACHE.factor(both, theta.numel()) if model.objective == "logistic" else None
         if factor is None and in_a_row and model.objective == "logistic":
-            factor = hessian_factor(theta.to(task.device), retain.x, lam)
-        removal = newton_removal(theta.to(task.device), retain.x, retain.y, forget.x, forget.y,
-                                 objective=model.objective, weight_decay=lam, gram=gram, factor=factor)
+            factor = hessian_factor(theta.to(task.device), xr, lam, augmented=True)
+        removal = newton_removal(theta.to(task.device), xr, retain.y, xf, forget.y, objective=model.objective,
+                                 weight_decay=lam, gram=gram, factor=factor, augmented=True)
         if factor is not None:
             REMOVAL_CACHE.keep_factor(retain.ids, factor)
         cumulative = start + removal.residual_bound
