@@ -29,6 +29,7 @@ from unlearnkit.cli.common import (
     parse_params,
     resolve_model_name,
     status,
+    warn,
 )
 
 fl_app = typer.Typer(help="Federated learning on Flower: train a federation, remove a client, evaluate the removal.",
@@ -130,6 +131,10 @@ def fl_forget(
     run = forget_client(checkpoint, client, method, out, params=parse_params(param), backend=backend,
                         reference=reference, force=force, progress=show_progress(progress))
     summary = {"out": out, **run.summary}
+    if method != "fl-retrain" and (summary["speedup_client_epochs"] or 2.0) < 1:
+        warn(f"{method} spent more client epochs ({summary['client_epochs']:g}) than fl-retrain would "
+             f"({summary['retrain_client_epochs']:g}): on a federation of {summary['retrain_rounds']} rounds its "
+             "fixed costs (e.g. post_rounds) outweigh retraining; prefer fl-retrain or lower its parameters")
     if as_json:
         return emit_json(summary)
     s = summary
@@ -137,6 +142,8 @@ def fl_forget(
         versus = "the exact reference"
     elif s["speedup_client_epochs"] is None:
         versus = f"no client training; fl-retrain needs {s['retrain_client_epochs']:g} client epochs"
+    elif s["speedup_client_epochs"] < 1:
+        versus = f"{1 / s['speedup_client_epochs']:.2g}x more client epochs than fl-retrain"
     else:
         versus = f"{s['speedup_client_epochs']:g}x fewer client epochs than fl-retrain"
     out_console.print(f"saved {out}: {method} spent {s['client_epochs']:g} client epochs, {s['rounds']} "
