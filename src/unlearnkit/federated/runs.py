@@ -200,6 +200,9 @@ def forget_client(checkpoint: str | Path, client: int, method: str, out: str | P
     if isinstance(instance, FlRetrain):
         partial = partial_folder(out)
         if partial.exists():
+            if not force:
+                raise CheckpointError(f"{partial} holds an interrupted federated run; pass --force to discard it, or "
+                                      "choose another --out")
             files.remove_tree(partial)
         new_store = UpdateStore(partial)
         new_store.write_job(store.job())
