@@ -275,6 +275,16 @@ def coerce(cls: type, name: str, value: Any) -> Any:
     return value
 
 
+def coerce_overrides(cls: type, owner: str, overrides: dict) -> dict:
+    """``overrides`` (``--param key=value``) for the config dataclass ``cls``, each value coerced with :func:`coerce`;
+    a name ``cls`` lacks is a one-line error naming ``owner`` and the names it has."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ConfigError(f"{owner} has no parameter(s) {unknown}; its parameters: {', '.join(known) or 'none'}")
+    return {k: coerce(cls, k, v) for k, v in overrides.items()}
+
+
 class Params:
     """Base of validated config dataclasses: ``__post_init__`` checks every declared field.
 

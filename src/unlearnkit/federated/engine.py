@@ -108,8 +108,7 @@ def apply_mean(state: State, updates: dict[int, State], counts: dict[int, int]) 
 
 def fedavg(federation: Federation, config: FedConfig, clients: Sequence[int], state: State, rounds: range, *,
            purpose: int = 0, store: UpdateStore | None = None, cost: Cost | None = None,
-           progress: bool = False, description: str = "federated rounds",
-           on_round: Callable[[int, State], None] | None = None) -> State:
+           progress: bool = False, description: str = "federated rounds") -> State:
     """FedAvg (McMahan et al. 2017) over ``clients`` for ``rounds``, from the global weights ``state``; returns
     the final global weights. With ``store``, the global model after each round is written, and every client's
     update at the rounds ``config.stored_rounds()`` names."""
@@ -125,6 +124,4 @@ def fedavg(federation: Federation, config: FedConfig, clients: Sequence[int], st
         state = apply_mean(state, updates, counts)
         if store is not None:
             store.write_global(t + 1, state)
-        if on_round is not None:
-            on_round(t, state)
     return state

@@ -32,7 +32,7 @@ from unlearnkit.errors import ConfigError
 from unlearnkit.federated.client import ClientTask, FedConfig, job_model
 from unlearnkit.federated.engine import Cost, Federation, State, apply_mean, difference, fedavg
 from unlearnkit.federated.store import UpdateStore
-from unlearnkit.params import AT_LEAST_ONE, AT_LEAST_ZERO, FRACTION, POSITIVE, Interval, Params, param
+from unlearnkit.params import AT_LEAST_ONE, AT_LEAST_ZERO, FRACTION, POSITIVE, Interval, Params, coerce_overrides, param
 from unlearnkit.registry import Registry
 
 RANDOM_MODELS = 10  # random initialisations whose mean distance to w_ref sets the ascent's radius
@@ -48,7 +48,6 @@ class RemovalTask:
     client: int
     active: list[int]  # the clients in the federation now (the removed one among them)
     counts: dict[int, int]
-    final: State  # the global model after the last round
     federation: Federation | None
     progress: bool = False
 
@@ -73,18 +72,8 @@ class ClientRemoval:
         pass
 
     def __init__(self, **params) -> None:
-        self.config = self.make_config(params)
-
-    @classmethod
-    def make_config(cls, params: dict) -> Params:
-        from unlearnkit.params import coerce
-
-        known = set(cls.Config.__dataclass_fields__)
-        unknown = set(params) - known
-        if unknown:
-            raise ConfigError(f"method {cls.name!r} has no parameter(s) {sorted(unknown)}; its parameters: "
-                              f"{sorted(known) or 'none'}")
-        return cls.Config(**{k: coerce(cls.Config, k, v) for k, v in params.items()})
+        self.config = self.Config(**coerce_overrides(self.Config, f"method {self.name!r}", params))
+        self.info: dict = {}  # what the run reports beyond its cost (recorded in the checkpoint history)
 
     def run(self, task: RemovalTask, cost: Cost) -> State:
         raise NotImplementedError

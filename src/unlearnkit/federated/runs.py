@@ -19,17 +19,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit import files
 from unlearnkit.data.dataset import DatasetBundle
+from unlearnkit.data.select import ForgetSplit
 from unlearnkit.errors import CheckpointError, ConfigError
+from unlearnkit.evaluation import model_outputs
 from unlearnkit.federated.client import FedConfig, FederationData, federation_data, job_model
 from unlearnkit.federated.engine import Cost, Federation, State, fedavg, with_federation
 from unlearnkit.federated.removal import FL_METHODS, FlRetrain, RemovalTask, storage_needed
 from unlearnkit.federated.store import UpdateStore
+from unlearnkit.metrics.accuracy import accuracy
 from unlearnkit.metrics.mia import mia_auc
+from unlearnkit.metrics.poison import attack_success_rate
 from unlearnkit.models.checkpoint import (
     Checkpoint,
     CheckpointMeta,
@@ -193,8 +196,7 @@ def forget_client(checkpoint: str | Path, client: int, method: str, out: str | P
     job = section["job"]
     config = FedConfig.from_dict(job["config"])
     counts = {k: int(section["counts"][k]) for k in active}
-    final = {k: v.detach().clone() for k, v in ckpt.model.state_dict().items()}
-    task = RemovalTask(job, config, store, client, active, counts, final, None, progress)
+    task = RemovalTask(job, config, store, client, active, counts, None, progress)
     cost = Cost()
     new_store = None
     if isinstance(instance, FlRetrain):
@@ -218,7 +220,7 @@ def forget_client(checkpoint: str | Path, client: int, method: str, out: str | P
     cost.stop()
     fed = federation_data(job["data"], config)
     ids = fed.parts[client]
-    info = {"client": client, **cost.to_json(), **getattr(instance, "info", {})}
+    info = {"client": client, **cost.to_json(), **instance.info}
     entry = {"method": method, "forget_spec": f"client:{client}", "n_train": int(sum(counts.values())),
              "n_forget": len(ids), "forget_ids": ids.tolist(), "seed": config.seed,
              "config": asdict(instance.config),
@@ -273,30 +275,27 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 # --- evaluating ----------------------------------------------------------------------------------------------
-def _losses(model: nn.Module, data) -> np.ndarray:
-    logits = predict_logits(model, data)
-    return F.cross_entropy(logits.double(), data.y, reduction="none").numpy()
-
-
 def _measure(model: nn.Module, fed: FederationData, client: int, active: list[int], seed: int) -> dict:
-    test, own = fed.bundle.test, fed.client(client)
-    pred_test = predict_logits(model, test).argmax(1)
-    pred_own = predict_logits(model, own).argmax(1)
+    """The client's data as the forget set, the other active clients' as the retain set: one pass over each."""
     others = torch.cat([fed.parts[k] for k in active if k != client])
-    remaining = fed.bundle.train.by_ids(others)
-    out = {"test_accuracy": float((pred_test == test.y).float().mean()),
-           "client_accuracy": float((pred_own == own.y).float().mean()),
-           "client_mia_auc": mia_auc(_losses(model, own), _losses(model, test), seed=seed),
-           "remaining_accuracy": float((predict_logits(model, remaining).argmax(1) == remaining.y).float().mean())}
-    return out
+    split = ForgetSplit(fed.client(client), fed.bundle.train.by_ids(others), f"client:{client}", seed)
+    test = fed.bundle.test
+    out = model_outputs(model, split, test)
+    values = {"test_accuracy": accuracy(out.logits["test"].numpy(), test.y.numpy()),
+              "client_accuracy": accuracy(out.logits["forget"].numpy(), split.forget.y.numpy()),
+              "client_mia_auc": mia_auc(out.losses["forget"], out.losses["test"], seed=seed),
+              "remaining_accuracy": accuracy(out.logits["retain"].numpy(), split.retain.y.numpy())}
+    poison = fed.bundle.poison
+    if poison is not None:
+        triggered = predict_logits(model, poison.triggered).argmax(1).numpy()
+        values["attack_success_rate"] = attack_success_rate(triggered, poison.target)
+    return values
 
 
 def evaluate_client(checkpoint: str | Path, client: int, *, reference: str | Path | None = None) -> dict:
     """Test accuracy, accuracy and membership inference (loss attack, AUC against test samples) on ``client``'s
     data, accuracy on the other clients' data, and with a backdoored federation the attack success rate; with
     ``reference`` its values and the gaps (model minus reference)."""
-    from unlearnkit.evaluation import poison_report
-
     ckpt, section = load_federated(checkpoint)
     job = section["job"]
     config = FedConfig.from_dict(job["config"])
@@ -315,8 +314,6 @@ def evaluate_client(checkpoint: str | Path, client: int, *, reference: str | Pat
                  "backdoored": config.backdoor_client == client}
     for role, model in models.items():
         values = _measure(model, fed, client, active, config.seed)
-        if fed.bundle.poison is not None:
-            values["attack_success_rate"] = poison_report(model, fed.bundle)["attack_success_rate"]
         out[role if role == "reference" else "metrics"] = {k: round(v, 6) for k, v in values.items()}
     if reference is not None:
         out["gap"] = {k: round(out["metrics"][k] - out["reference"][k], 6) for k in out["metrics"]}

@@ -28,7 +28,7 @@ from unlearnkit.data.dataset import IndexedDataset
 from unlearnkit.data.select import ForgetSplit
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.space import Space
-from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Options, Params, autos, coerce, describe, param
+from unlearnkit.params import AT_LEAST_ONE, POSITIVE, Options, Params, autos, coerce_overrides, describe, param
 from unlearnkit.registry import Registry
 from unlearnkit.train import SCHEDULES, TrainConfig
 
@@ -237,13 +237,7 @@ class Method(ABC):
 
     @classmethod
     def _values(cls, overrides: dict) -> dict:
-        known = cls.params()
-        unknown = sorted(set(overrides) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"method {cls.name!r} has no parameter(s) {unknown}; its parameters: {', '.join(known) or 'none'}"
-            )
-        return {k: coerce(cls.Config, k, v) for k, v in overrides.items()}
+        return coerce_overrides(cls.Config, f"method {cls.name!r}", overrides)
 
     @classmethod
     def auto_rules(cls) -> dict[str, str]:
