@@ -493,16 +493,18 @@ def test_cg_solver_equals_the_direct_solve(digits, logistic):
 
 
 def test_successive_removals_with_the_cache_equal_uncached_updates(digits, logistic, logistic_ckpt, tmp_path):
-    """Three certified removals in a row (the cache keeps the Gram matrix and features between them) give the
-    weights of three uncached direct Newton steps to 1e-8, and the same bounds."""
-    from unlearnkit.exact.linear import FEATURES, REMOVAL_CACHE
+    """Four certified removals in a row, the cache cold at first (the second request factors the Hessian, the
+    later ones reuse that factor away from its weights), give the weights of four uncached direct Newton steps to
+    1e-8, and the same bounds."""
+    from unlearnkit.exact.linear import FEATURES, REMOVAL_CACHE, augment
 
-    REMOVAL_CACHE.grams.clear()
+    REMOVAL_CACHE.clear()
     FEATURES.clear()
     theta = head_parameters(logistic)
-    retain, path, model = digits.train, logistic_ckpt, logistic
-    for request in range(3):
+    retain, path, model, removed = digits.train, logistic_ckpt, logistic, []
+    for request in range(4):
         split = select(retain, "random:0.005", seed=request)
+        removed.append(len(split.forget))
         result = certified(model, split, RECIPE, path)
         expected = newton_removal(theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1),
                                   split.forget.y, objective="logistic", weight_decay=RECIPE.weight_decay,
@@ -510,10 +512,68 @@ def test_successive_removals_with_the_cache_equal_uncached_updates(digits, logis
         assert float((head_parameters(result.model) - expected.theta).abs().max()) < 1e-8
         assert result.info["residual_bound"] == pytest.approx(expected.residual_bound, rel=1e-6, abs=1e-9)
         assert not result.info["retrained"]
+        assert bool(REMOVAL_CACHE.states) == (request >= 1)  # the second request in a row factored the Hessian
         path = save_unlearned(tmp_path / f"r{request}", result, split, load_checkpoint(path))
         theta, retain, model = expected.theta, split.retain, result.model
-    assert len(REMOVAL_CACHE.grams) >= 2  # the downdated Gram matrices were kept for the next request
-    assert REMOVAL_CACHE.factors  # from the second request on, an exact Hessian factor preconditioned the solve
+    kept = REMOVAL_CACHE.find(retain.ids, augment(retain.x.flatten(1)), RECIPE.weight_decay)
+    assert kept is not None and kept.removed == sum(removed[1:])  # the rows removed since the factor, requests 2-4
+
+
+def test_prepared_cache_steps_without_a_pass_and_equals_the_direct_step(digits, logistic, logistic_ckpt):
+    """With the Hessian factored at the model's weights beforehand (REMOVAL_CACHE.prepare), the first request is a
+    Woodbury solve: the same weights as the direct Newton step to 1e-8 and the same bound; two requests from the
+    same model (two branches) share the prepared state without disturbing each other; a forget set too large for
+    the correction is solved without it, to the same weights."""
+    from unlearnkit.exact.linear import REMOVAL_CACHE, augment
+
+    REMOVAL_CACHE.clear()
+    theta = head_parameters(logistic)
+    REMOVAL_CACHE.prepare(theta, digits.train.ids, augment(digits.train.x.flatten(1)), "logistic", RECIPE.weight_decay)
+    for seed, spec in ((0, "random:0.01"), (1, "random:0.01"), (2, "class:3")):
+        split = select(digits.train, spec, seed=seed)
+        result = certified(logistic, split, RECIPE, logistic_ckpt)
+        expected = newton_removal(theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1),
+                                  split.forget.y, objective="logistic", weight_decay=RECIPE.weight_decay,
+                                  solver="direct")
+        assert float((head_parameters(result.model) - expected.theta).abs().max()) < 1e-8
+        assert result.info["residual_bound"] == pytest.approx(expected.residual_bound, rel=1e-6, abs=1e-9)
+        kept = REMOVAL_CACHE.find(split.retain.ids, augment(split.retain.x.flatten(1)), RECIPE.weight_decay)
+        if spec == "class:3":  # ~140 rows: a correction of rank 1400 costs more than the solve without it
+            assert kept is None
+        else:
+            assert kept is not None and kept.removed == len(split.forget) and torch.equal(kept.theta0, theta)
+
+
+def test_hessian_state_solves_the_hessian_on_the_remaining_data(digits, logistic):
+    """The Woodbury-corrected factor (rows removed in two batches) solves the Hessian built directly on what
+    remains, at the factor's weights, to 1e-10 relative; its Gram matrix is the remaining rows' own."""
+    from unlearnkit.exact.linear import RemovalCache, augment
+    from unlearnkit.models.convex import _hessian
+
+    theta = head_parameters(logistic)
+    xa = augment(digits.train.x.flatten(1))
+    state = RemovalCache().prepare(theta, digits.train.ids, xa, "logistic", RECIPE.weight_decay)
+    state = state.without(xa[:7]).without(xa[7:20])
+    rest = xa[20:]
+    hess = _hessian(theta, rest, "logistic", RECIPE.weight_decay)
+    rhs = torch.randn(theta.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = torch.linalg.solve(hess, rhs.reshape(-1, 1)).reshape(rhs.shape)
+    assert float((state.solve(rhs) - expected).norm() / expected.norm()) < 1e-10
+    assert torch.allclose(state.gram, rest.T @ rest, rtol=1e-10, atol=1e-9) and state.removed == 20
+    assert state.matches(rest) and not state.matches(xa[19:])
+
+
+def test_prepared_cache_still_retrains_past_the_budget(digits, logistic, logistic_ckpt):
+    """The cache changes how the step is solved, not the budget: past it the model is retrained from scratch."""
+    from unlearnkit.exact.linear import REMOVAL_CACHE, augment
+
+    REMOVAL_CACHE.clear()
+    REMOVAL_CACHE.prepare(head_parameters(logistic), digits.train.ids, augment(digits.train.x.flatten(1)),
+                          "logistic", RECIPE.weight_decay)
+    split = select(digits.train, "random:0.01", seed=0)
+    result = certified(logistic, split, RECIPE, logistic_ckpt, removal_budget=1e-9)
+    assert result.info["retrained"]
+    assert torch.equal(head_parameters(result.model), head_parameters(trained(digits, "logistic", data=split.retain)))
 
 
 def test_feature_cache_equals_the_network_and_keys_by_its_weights(digits):

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from unlearnkit.data import IndexedDataset
 from unlearnkit.errors import ConfigError
+from unlearnkit.models.architectures import LinearHead
 from unlearnkit.models.convex import (
     AT_OPTIMUM,
     FEATURES,
@@ -52,8 +55,8 @@ from unlearnkit.models.convex import (
 )
 
 __all__ = [
-    "AT_OPTIMUM", "FEATURES", "GAMMA", "OBJECTIVES", "OPTIMUM_TOL", "REMOVAL_CACHE", "NewtonRemoval", "RemovalCache",
-    "augment", "epsilon_spent", "fit_theta", "hessian_factor", "ids_digest",
+    "AT_OPTIMUM", "FEATURES", "GAMMA", "OBJECTIVES", "OPTIMUM_TOL", "REMOVAL_CACHE", "HessianState", "NewtonRemoval",
+    "RemovalCache", "augment", "correction_fits", "epsilon_spent", "fit_theta", "ids_digest", "prepare_removal",
     "fit_to_optimum", "frozen_features", "gradient_residual", "head_parameters", "loss_gradient", "newton_removal",
     "residual_budget", "set_head_parameters",
 ]
@@ -73,6 +76,7 @@ class NewtonRemoval:
     theta: torch.Tensor  # [C, d + 1], float64
     step: torch.Tensor  # H^{-1} Delta, same shape
     residual_bound: float  # bound on the gradient residual this step adds (Corollary 1 of Guo et al., generalised)
+    state: HessianState | None = None  # the cache's state for the remaining data, when one was used
 
 
 SOLVERS = ("auto", "direct", "cg")
@@ -91,7 +95,7 @@ def newton_removal(
     weight_decay: float,
     solver: str = "auto",
     gram: torch.Tensor | None = None,
-    factor: torch.Tensor | None = None,
+    state: HessianState | None = None,
     augmented: bool = False,
 ) -> NewtonRemoval:
     """Remove the samples ``(x_forget, y_forget)`` from parameters ``theta`` by one Newton step on the remaining
@@ -107,11 +111,17 @@ def newton_removal(
     it: conjugate gradients on Hessian-vector products (two passes each), preconditioned by the Kronecker
     approximation ``A (x) G / n + lambda`` (A: the mean softmax covariance, G: the Gram matrix ``X~'^T X~'``, both
     small), to a relative residual of :data:`CG_TOL`. The solve's own residual ``||H v - Delta||`` is added to
-    ``residual_bound``, so the bound stays a bound. ``gram``: ``X~'^T X~'`` if the caller has it (a
-    :class:`RemovalCache` keeps it between requests); the bound's spectral norm is read from it. ``factor``: the
-    Cholesky factor of an earlier request's Hessian (:func:`hessian_factor`); near the current weights it is an
-    almost exact preconditioner, and CG then needs a few products instead of about fifty. ``augmented``: the
-    features already carry the bias column (float64, :func:`augment`), so they are used without a copy.
+    ``residual_bound``, so the bound stays a bound. ``gram``: ``X~'^T X~'`` if the caller has it; the bound's
+    spectral norm is read from it.
+
+    ``state``: a :class:`HessianState` for the data trained on now (``x_retain`` and ``x_forget`` together), built
+    at weights ``theta0`` (:meth:`RemovalCache.prepare`). It replaces both solvers: when ``theta`` is ``theta0``
+    the state's factor, corrected for the removed rows (Woodbury), is the Hessian on the remaining data, and the
+    step costs no pass over the data (the solve is as exact as ``direct``); at other weights (the requests after
+    the first) it is an almost exact preconditioner, and the step is refined against true Hessian-vector products
+    until the residual meets :data:`CG_TOL` (usually after one). ``augmented``: the features already carry the
+    bias column (float64, :func:`augment`), so they are used without a copy. A state that the
+    forget set would wear past :meth:`HessianState.takes` is left aside (the step is solved without it).
     """
     _check_objective(objective)
     if not weight_decay > 0:
@@ -123,124 +133,270 @@ def newton_removal(
         xr, xf = x_retain.to(theta.device, torch.float64), x_forget.to(theta.device, torch.float64)
     else:
         xr, xf = augment(x_retain).to(theta.device), augment(x_forget).to(theta.device)
-    gram = xr.T @ xr if gram is None else gram.to(theta.device, torch.float64)
     delta = _gradient(theta, xf, y_forget, objective, weight_decay)
+    state = state.without(xf) if state is not None and state.takes(len(xf)) else None
+    if state is not None:
+        gram = state.gram
+    gram = xr.T @ xr if gram is None else gram.to(theta.device, torch.float64)
+    scale = _bound_scale(xr, gram, objective)
     if objective == "squared":  # H = G + lambda n I for every class: small and exact
         hess = gram.clone()
         hess.diagonal().add_(weight_decay * len(xr))
         step, solve_residual = _solve(hess, delta, objective), 0.0
+    elif state is not None:
+        step, solve_residual = state.newton_step(theta, xr, delta, scale)
     elif solver == "direct":
         step, solve_residual = _solve(_hessian(theta, xr, objective, weight_decay), delta, objective), 0.0
     else:
-        step, solve_residual = _cg_step(theta, xr, gram, delta, weight_decay, factor)
-    return NewtonRemoval(theta + step, step, _residual_bound(xr, gram, step, objective) + solve_residual)
+        step, solve_residual = _cg_step(theta, xr, gram, delta, weight_decay)
+    return NewtonRemoval(theta + step, step, _residual_bound(xr, scale, step) + solve_residual, state)
 
 
-def hessian_factor(theta: torch.Tensor, x: torch.Tensor, weight_decay: float, *,
-                   augmented: bool = False) -> torch.Tensor:
-    """The Cholesky factor of the mean-form multinomial Hessian ``H / n`` at ``theta`` on the features ``x``
-    (class-major; ``augmented``: ``x`` already carries the bias column), for :func:`newton_removal`'s ``factor``."""
-    xa = (x.to(torch.float64) if augmented else augment(x)).to(theta.device)
-    hess = _hessian(theta.to(torch.float64), xa, "logistic", weight_decay) / len(xa)
-    chol, info = torch.linalg.cholesky_ex(hess)
-    if int(info) != 0:
-        raise ConfigError("the Hessian of the regularised loss is not positive definite; raise --weight-decay")
-    return chol
-
-
-def _cg_step(theta: torch.Tensor, xr: torch.Tensor, gram: torch.Tensor, delta: torch.Tensor,
-             weight_decay: float, factor: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-    """``H^{-1} Delta`` for the multinomial loss by preconditioned conjugate gradients; returns the step and the
-    sum-form residual ``||H v - Delta||`` it leaves."""
+def _cg_step(theta: torch.Tensor, xr: torch.Tensor, gram: torch.Tensor, delta: torch.Tensor, weight_decay: float,
+             p: torch.Tensor | None = None, start: torch.Tensor | None = None,
+             precondition: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
+    """``H^{-1} Delta`` for the multinomial loss by preconditioned conjugate gradients (from ``start``, default 0;
+    ``precondition``: an approximation of ``H^{-1}`` in the sum form, default the Kronecker one); returns the step
+    and the sum-form residual ``||H v - Delta||`` it leaves."""
     n = len(xr)
-    p = (xr @ theta.T).softmax(1)
-    if factor is not None:
-        def precondition(r: torch.Tensor) -> torch.Tensor:
-            return torch.cholesky_solve(r.reshape(-1, 1), factor).reshape(r.shape)
-    else:
+    p = (xr @ theta.T).softmax(1) if p is None else p
+    xt = xr.T.contiguous()
+    if precondition is None:
         cov = torch.diag(p.mean(0)) - p.T @ p / n
         ea, ua = torch.linalg.eigh(cov)
         eg, ug = torch.linalg.eigh(gram / n)
         scale = ea.clamp_min(0)[:, None] * eg.clamp_min(0)[None, :] + weight_decay
 
-        def precondition(r: torch.Tensor) -> torch.Tensor:
+        def mean_precondition(r: torch.Tensor) -> torch.Tensor:
             return ua @ ((ua.T @ r @ ug) / scale) @ ug.T
+    else:
+        def mean_precondition(r: torch.Tensor) -> torch.Tensor:
+            return precondition(r) * n  # (H / n)^{-1} = n H^{-1}
 
     rhs = delta / n  # the mean form: (H / n) v = Delta / n
     goal = CG_TOL * float(rhs.norm())
-    v = torch.zeros_like(rhs)
-    r = rhs.clone()
-    z = precondition(r)
+    v = torch.zeros_like(rhs) if start is None else start.clone()
+    r = rhs.clone() if start is None else rhs - _logistic_hvp(p, xr, v, weight_decay, xt)
+    z = mean_precondition(r)
     d = z.clone()
     rz = float((r * z).sum())
     for _ in range(CG_MAX):
         if float(r.norm()) <= goal:
             break
-        hd = _logistic_hvp(p, xr, d, weight_decay)
+        hd = _logistic_hvp(p, xr, d, weight_decay, xt)
         alpha = rz / float((d * hd).sum())
         v += alpha * d
         r -= alpha * hd
-        z = precondition(r)
+        z = mean_precondition(r)
         rz, previous = float((r * z).sum()), rz
         d = z + (rz / previous) * d
-    exact = rhs - _logistic_hvp(p, xr, v, weight_decay)  # the true residual, not CG's running one
+    exact = rhs - _logistic_hvp(p, xr, v, weight_decay, xt)  # the true residual, not CG's running one
     return v, float(exact.norm()) * n
 
 
-def _residual_bound(xa: torch.Tensor, gram: torch.Tensor, step: torch.Tensor, objective: str) -> float:
+def _bound_scale(xa: torch.Tensor, gram: torch.Tensor, objective: str) -> float:
+    """``gamma ||X~'||_2 max_i ||x~'_i||``: the step's bound is this times ``||v|| ||X~' v^T||_F``."""
     gamma = GAMMA[objective]
     if gamma == 0.0:
         return 0.0
     # ||X~||_2 from the Gram matrix's top eigenvalue (exact in float64, unlike power iteration, which only
     # approaches it from below); a relative margin of 1e-9 covers the eigensolver's rounding and a Gram matrix
-    # kept up to date by subtraction (RemovalCache).
+    # kept up to date by subtraction (HessianState).
     spectral = math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0)) * (1 + 1e-9)
-    max_row = float(xa.norm(dim=1).max())
-    return gamma * spectral * max_row * float(step.norm()) * float((xa @ step.T).norm())
+    return gamma * spectral * float(xa.norm(dim=1).max())
+
+
+def _residual_bound(xa: torch.Tensor, scale: float, step: torch.Tensor) -> float:
+    return 0.0 if scale == 0.0 else scale * float(step.norm()) * float((xa @ step.T).norm())
+
+
+# --- what successive removals share -----------------------------------------------------------------------------
+SOLVE_SHARE = 1e-9  # the share of a step's bound its solve may add (the refinement stops below it)
+REFINE_MAX = 8  # refinement steps against true Hessian-vector products before conjugate gradients take over
+
+
+def correction_fits(shape: tuple[int, ...], n0: int, removed: int, rank: int) -> bool:
+    """Whether a factor for ``n0`` rows and parameters of ``shape`` [C, D], corrected for ``removed`` rows by
+    ``rank`` Woodbury columns, is still cheaper to use than a fresh factor: the rank stays within half the
+    parameters, and at most a quarter of the rows are gone (the refinement for the penalty contracts by
+    ``removed / n0``)."""
+    return rank <= shape[0] * shape[1] // 2 and 4 * removed <= n0
+
+
+class HessianState:
+    """The Hessian of the regularised loss at weights ``theta0`` on the data ``D0`` a model was trained on, kept
+    factored, and corrected for the rows removed since (the Woodbury identity), with the Gram matrix of what
+    remains. Immutable: :meth:`without` returns the state for fewer rows and leaves this one as it is, so two
+    requests from the same model (two branches) can share it.
+
+    With ``A0 = H(theta0; D0)`` (sum form, penalty ``lambda n0``) and ``U`` one column per removed row and class
+    (``sqrt(p_j) (e_j - p) (x) x~`` at ``theta0``: ``U U^T`` is the rows' own Hessian terms), the Hessian at
+    ``theta0`` on what remains is ``B = A0 - U U^T - lambda m I`` (m rows removed). ``M = A0 - U U^T`` is solved
+    exactly by Woodbury from A0's Cholesky factor and the small capacitance ``I - U^T A0^{-1} U``; the
+    ``- lambda m I`` left over by fixed-point refinement ``x <- M^{-1}(b + lambda m x)``, which contracts by
+    ``m / n0`` per step."""
+
+    def __init__(self, theta0: torch.Tensor, factor: torch.Tensor | None, weight_decay: float, n0: int,
+                 gram: torch.Tensor, colsum: torch.Tensor, removed: int = 0, u: torch.Tensor | None = None,
+                 w: torch.Tensor | None = None, capacitance: torch.Tensor | None = None) -> None:
+        self.theta0, self.factor, self.weight_decay, self.n0 = theta0, factor, weight_decay, n0
+        self.gram, self.colsum, self.removed = gram, colsum, removed
+        size = theta0.numel()
+        self.u = theta0.new_zeros(size, 0) if u is None else u  # [P, r]
+        self.w = theta0.new_zeros(size, 0) if w is None else w  # A0^{-1} U
+        self.capacitance = theta0.new_zeros(0, 0) if capacitance is None else capacitance  # Cholesky factor
+
+    @property
+    def rank(self) -> int:
+        return self.u.shape[1]
+
+    def takes(self, rows: int) -> bool:
+        """Whether removing ``rows`` more rows keeps the correction cheaper than a fresh factor (see
+        :func:`correction_fits`)."""
+        return correction_fits(self.theta0.shape, self.n0, self.removed + rows,
+                               self.rank + (0 if self.factor is None else rows * self.theta0.shape[0]))
+
+    def matches(self, xa: torch.Tensor) -> bool:
+        """Whether ``xa`` (augmented rows) are the rows this state stands for (their column sums agree)."""
+        sums = xa.sum(0)
+        return sums.shape == self.colsum.shape and bool(torch.allclose(sums, self.colsum, rtol=1e-9, atol=1e-9))
+
+    def without(self, xa: torch.Tensor) -> HessianState:
+        """The state for the data without the rows ``xa`` (augmented, float64)."""
+        gram, colsum = self.gram - xa.T @ xa, self.colsum - xa.sum(0)
+        if self.factor is None:  # least squares: the Gram matrix is all it needs
+            return HessianState(self.theta0, None, self.weight_decay, self.n0, gram, colsum, self.removed + len(xa))
+        p = (xa @ self.theta0.T).softmax(1)  # [k, C]
+        classes = p.shape[1]
+        eye = torch.eye(classes, dtype=p.dtype, device=p.device)
+        # column (i, j): sqrt(p_ij) (e_j - p_i) (x) x_i, class-major like theta.flatten()
+        spread = p.sqrt()[:, :, None] * (eye[None, :, :] - p[:, None, :])  # [k, j, C]
+        new_u = torch.einsum("kjc,kd->cdkj", spread, xa).reshape(self.theta0.numel(), -1)
+        new_w = torch.cholesky_solve(new_u, self.factor)
+        # the capacitance I - U^T A0^{-1} U grows by a block row: extend its Cholesky factor
+        cross = -(self.u.T @ new_w)  # [r, q]
+        corner = torch.eye(new_u.shape[1], dtype=p.dtype, device=p.device) - new_u.T @ new_w
+        if self.rank:
+            left = torch.linalg.solve_triangular(self.capacitance, cross, upper=False)  # L11^{-1} S12
+            corner = corner - left.T @ left
+        low, info = torch.linalg.cholesky_ex(corner)
+        if int(info) != 0:
+            raise ConfigError("the Hessian on the remaining data is not positive definite; raise --weight-decay")
+        size = self.rank + new_u.shape[1]
+        capacitance = p.new_zeros(size, size)
+        capacitance[: self.rank, : self.rank] = self.capacitance
+        if self.rank:
+            capacitance[self.rank:, : self.rank] = left.T
+        capacitance[self.rank:, self.rank:] = low
+        return HessianState(self.theta0, self.factor, self.weight_decay, self.n0, gram, colsum,
+                            self.removed + len(xa), torch.cat([self.u, new_u], 1), torch.cat([self.w, new_w], 1),
+                            capacitance)
+
+    def _solve_m(self, b: torch.Tensor) -> torch.Tensor:
+        """``M^{-1} b`` for flat ``b`` [P, k], ``M = A0 - U U^T`` (Woodbury)."""
+        x = torch.cholesky_solve(b, self.factor)
+        if self.rank:
+            x = x + self.w @ torch.cholesky_solve(self.w.T @ b, self.capacitance)
+        return x
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x`` from the factor (no pass over the data)."""
+        out = self.factor @ (self.factor.T @ x) - self.u @ (self.u.T @ x)
+        return out - self.weight_decay * self.removed * x
+
+    def solve(self, rhs: torch.Tensor) -> torch.Tensor:
+        """``B^{-1} rhs`` (``rhs`` shaped like theta): the Hessian at ``theta0`` on what remains."""
+        b = rhs.reshape(-1, 1)
+        shift = self.weight_decay * self.removed
+        x = self._solve_m(b)
+        last = math.inf
+        while shift > 0.0:  # contracts by removed / n0 per step; stops where rounding stops it
+            nxt = self._solve_m(b + shift * x)
+            change, x = float((nxt - x).norm()), nxt
+            if change <= 1e-16 * float(x.norm()) or change >= 0.5 * last:
+                break
+            last = change
+        return x.reshape(rhs.shape)
+
+    def newton_step(self, theta: torch.Tensor, xr: torch.Tensor, delta: torch.Tensor,
+                    scale: float) -> tuple[torch.Tensor, float]:
+        """``H^{-1} Delta`` at ``theta`` on the remaining rows ``xr`` and the sum-form residual it leaves.
+        ``scale``: the step's bound per ``||v|| ||X~' v^T||`` (:func:`_bound_scale`); the refinement stops once its
+        residual is below :data:`CG_TOL` relative, or below :data:`SOLVE_SHARE` of the step's own bound."""
+        step = self.solve(delta)
+        if torch.equal(theta, self.theta0):  # the factor is this Hessian: as exact as a direct solve
+            return step, float((delta.reshape(-1, 1) - self._apply(step.reshape(-1, 1))).norm())
+        # elsewhere the factor is an almost exact preconditioner: refine against true products (M^{-1} alone will
+        # do: the penalty's shift is one more small error the refinement removes)
+        n, lam = len(xr), self.weight_decay
+        p = (xr @ theta.T).softmax(1)
+        xt = xr.T.contiguous()
+
+        def precondition(r: torch.Tensor) -> torch.Tensor:
+            return self._solve_m(r.reshape(-1, 1)).reshape(r.shape)
+
+        residual = delta - n * _logistic_hvp(p, xr, step, lam, xt)
+        floor, last = CG_TOL * float(delta.norm()), math.inf
+        for _ in range(REFINE_MAX):
+            size = float(residual.norm())
+            # ||X~' v^T||_F from the Gram matrix: sqrt(sum_c v_c G v_c^T)
+            spread = math.sqrt(max(float(((step @ self.gram) * step).sum()), 0.0))
+            if size <= max(floor, SOLVE_SHARE * scale * float(step.norm()) * spread):
+                return step, size
+            if size > 0.1 * last:  # not contracting fast: conjugate gradients from here
+                break
+            step, last = step + precondition(residual), size
+            residual = delta - n * _logistic_hvp(p, xr, step, lam, xt)
+        return _cg_step(theta, xr, self.gram, delta, lam, p=p, start=step, precondition=precondition)
 
 
 class RemovalCache:
-    """What successive certified removals from one model share, kept in this process: the Gram matrix of the samples
-    the model is trained on now, brought up to date by subtracting the removed rows. (The frozen features are
-    cached by unlearnkit.models.convex.FEATURES, which training shares.)"""
+    """What successive certified removals from one model share, kept in this process: a :class:`HessianState` per
+    set of samples a model is trained on now (keyed by the sorted ids' digest), built by :meth:`prepare` (a
+    service does so when it loads a model, a benchmark after training) or, without that, from the second removal
+    in a row on. (The frozen features are cached by unlearnkit.models.convex.FEATURES, which training shares.)"""
 
     def __init__(self, max_entries: int = 4) -> None:
         self.max_entries = max_entries
-        self.factors: dict[str, torch.Tensor] = {}  # digest of the ids trained on -> an earlier Hessian's factor
-        # digest of the ids trained on -> (X~^T X~, the column sums of X~: a check that the rows are the same)
-        self.grams: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.states: dict[str, HessianState] = {}
+        self.produced: dict[str, None] = {}  # data left by an uncached removal: the next request builds a state
 
-    def gram(self, ids: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
-        """``xa^T xa`` for the samples ``ids`` (rows of ``xa``, augmented), from the cache when the same ids were
-        seen with the same rows (their column sums agree), else computed and cached."""
-        key, sums = ids_digest(ids), xa.sum(0)
-        entry = self.grams.get(key)
-        if entry is None or entry[1].shape != sums.shape or not torch.allclose(entry[1], sums, rtol=1e-9, atol=1e-9):
-            entry = (xa.T @ xa, sums)
-            self._put(self.grams, key, entry)
-            self.factors.pop(key, None)  # other rows under the same ids: an earlier factor belongs to other data
-        return entry[0]
+    def clear(self) -> None:
+        self.states.clear()
+        self.produced.clear()
 
-    def gram_known(self, ids: torch.Tensor) -> bool:
-        """Whether a Gram matrix for the samples ``ids`` is kept (a removal from them came before)."""
-        return ids_digest(ids) in self.grams
+    def prepare(self, theta: torch.Tensor, ids: torch.Tensor, xa: torch.Tensor, objective: str,
+                weight_decay: float) -> HessianState:
+        """Factor the Hessian at ``theta`` on the samples ``ids`` (rows of ``xa``, augmented) and keep it; for
+        least squares, the Gram matrix only. The multinomial Hessian costs C(C+1)/2 passes over the data."""
+        theta, xa = theta.to(torch.float64), xa.to(theta.device, torch.float64)
+        factor = None
+        if objective == "logistic":
+            factor, info = torch.linalg.cholesky_ex(_hessian(theta, xa, objective, weight_decay))
+            if int(info) != 0:
+                raise ConfigError("the Hessian of the regularised loss is not positive definite; raise "
+                                  "--weight-decay")
+        state = HessianState(theta.clone(), factor, weight_decay, len(xa), xa.T @ xa, xa.sum(0))
+        self.keep(ids, state)
+        return state
 
-    def downdate(self, ids: torch.Tensor, gram: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
-        """The Gram matrix of ``ids`` (what remains) from ``gram`` minus the removed rows (augmented), cached."""
-        before = next((sums for g, sums in self.grams.values() if g is gram), None)
-        new = gram - removed.T @ removed
-        if before is not None:
-            self._put(self.grams, ids_digest(ids), (new, before - removed.sum(0)))
-        return new
+    def find(self, ids: torch.Tensor, xa: torch.Tensor, weight_decay: float) -> HessianState | None:
+        """The state kept for the samples ``ids`` whose rows are ``xa``, if any."""
+        state = self.states.get(ids_digest(ids))
+        if state is None or state.weight_decay != weight_decay or not state.matches(xa):
+            return None
+        return state
 
-    def factor(self, ids: torch.Tensor, size: int) -> torch.Tensor | None:
-        """The Hessian factor kept for the samples ``ids`` (the data the model is trained on now, checked by
-        :meth:`gram` first), if any and of ``size`` rows."""
-        factor = self.factors.get(ids_digest(ids))
-        return factor if factor is not None and factor.shape[0] == size else None
+    def after_uncached(self, ids: torch.Tensor) -> None:
+        """Note that an uncached removal left the samples ``ids``."""
+        self._put(self.produced, ids_digest(ids), None)
 
-    def keep_factor(self, ids: torch.Tensor, factor: torch.Tensor) -> None:
-        self._put(self.factors, ids_digest(ids), factor)
+    def in_a_row(self, ids: torch.Tensor) -> bool:
+        """Whether an uncached removal left exactly the samples ``ids`` (the request now follows it)."""
+        return ids_digest(ids) in self.produced
+
+    def keep(self, ids: torch.Tensor, state: HessianState) -> None:
+        self._put(self.states, ids_digest(ids), state)
 
     def _put(self, table: dict, key: str, value) -> None:
         table.pop(key, None)
@@ -255,6 +411,30 @@ def ids_digest(ids: torch.Tensor) -> str:
 
 
 REMOVAL_CACHE = RemovalCache()  # the process's cache; certified removals in a row (a stream, a bench) share it
+
+
+def prepare_removal(model: LinearHead, dataset: IndexedDataset, weight_decay: float) -> HessianState:
+    """Factor the Hessian of ``model`` (a ``linear`` / ``logistic`` head at the optimum on ``dataset``, with
+    ``weight_decay`` its recipe's lambda) in the process's :data:`REMOVAL_CACHE`, so that the first certified
+    removal from it is a small solve: what a service does once when it loads a model. For a logistic head on
+    ``n`` rows of ``d`` features and ``C`` classes this costs about ``C (C + 1) / 2`` passes of ``n d^2`` (the
+    same order as training it) and keeps ``(C (d + 1))^2`` floats.
+
+    Example:
+        >>> from unlearnkit.data import load_dataset
+        >>> from unlearnkit.models import build_model
+        >>> from unlearnkit.train import TrainConfig, fit
+        >>> data = load_dataset("digits")
+        >>> recipe = TrainConfig(optimizer="lbfgs", epochs=1000, weight_decay=1e-3)
+        >>> head = fit(build_model("logistic", data.spec), data.train, recipe, progress=False)
+        >>> prepare_removal(head, data.train, recipe.weight_decay).factor.shape
+        torch.Size([650, 650])
+    """
+    if not isinstance(model, LinearHead):
+        raise ConfigError(f"prepare_removal needs a linear or logistic model, not {type(model).__name__}")
+    feats = FEATURES(model, dataset)
+    theta = head_parameters(model)
+    return REMOVAL_CACHE.prepare(theta, feats.ids, augment(feats.x).to(theta.device), model.objective, weight_decay)
 
 
 def gradient_residual(

@@ -24,10 +24,10 @@ from unlearnkit.exact.linear import (
     FEATURES,
     REMOVAL_CACHE,
     augment,
+    correction_fits,
     epsilon_spent,
     gradient_residual,
     head_parameters,
-    hessian_factor,
     newton_removal,
     residual_budget,
     set_head_parameters,
@@ -90,20 +90,16 @@ class Certified(Method):
         residual = gradient_residual(theta, xa, torch.cat([retain.y, forget.y]), objective=model.objective,
                                      weight_decay=lam, noise=noise, augmented=True)
         start, removals = self._running_total(task, kind, residual, n)
-        # the Gram matrix of the data trained on now (cached from the last request), minus the removed rows
+        # The Hessian factored once for the data trained on now (REMOVAL_CACHE.prepare, or an earlier request in
+        # this process) turns the step into a small solve; without one, a single request solves by conjugate
+        # gradients, and the second in a row factors the Hessian for itself and the requests after it.
         both = torch.cat([retain.ids, forget.ids])
-        in_a_row = REMOVAL_CACHE.gram_known(both)
-        gram = REMOVAL_CACHE.gram(both, xa)
-        gram = REMOVAL_CACHE.downdate(retain.ids, gram, xf)
-        # From the second request in a row on, an exact Hessian factor (built once, then reused) preconditions the
-        # solve; a single request makes do with the cheap Kronecker preconditioner.
-        factor = REMOVAL_CACHE.factor(both, theta.numel()) if model.objective == "logistic" else None
-        if factor is None and in_a_row and model.objective == "logistic":
-            factor = hessian_factor(theta.to(task.device), xr, lam, augmented=True)
+        state = REMOVAL_CACHE.find(both, xa, lam)
+        if state is None and REMOVAL_CACHE.in_a_row(both) and correction_fits(
+                theta.shape, len(both), len(forget), len(forget) * theta.shape[0]):
+            state = REMOVAL_CACHE.prepare(theta.to(task.device), both, xa, model.objective, lam)
         removal = newton_removal(theta.to(task.device), xr, retain.y, xf, forget.y, objective=model.objective,
-                                 weight_decay=lam, gram=gram, factor=factor, augmented=True)
-        if factor is not None:
-            REMOVAL_CACHE.keep_factor(retain.ids, factor)
+                                 weight_decay=lam, state=state, augmented=True)
         cumulative = start + removal.residual_bound
         budget = self._budget(model)
         retrained = budget is not None and cumulative > budget
@@ -119,6 +115,10 @@ class Certified(Method):
         else:
             set_head_parameters(new, removal.theta)
             removals += 1
+            if removal.state is not None:
+                REMOVAL_CACHE.keep(retain.ids, removal.state)
+            else:
+                REMOVAL_CACHE.after_uncached(retain.ids)
         if budget is None:
             task.note("no loss perturbation and no budget: the removal bound is reported but certifies no (epsilon, "
                       "delta); train with --perturbation SIGMA or pass --param removal_budget=B")

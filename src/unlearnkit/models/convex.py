@@ -291,12 +291,15 @@ def fit_theta(
     return theta, grad_norm
 
 
-def _logistic_hvp(theta_p: torch.Tensor, xa: torch.Tensor, v: torch.Tensor, weight_decay: float) -> torch.Tensor:
+def _logistic_hvp(theta_p: torch.Tensor, xa: torch.Tensor, v: torch.Tensor, weight_decay: float,
+                  xt: torch.Tensor | None = None) -> torch.Tensor:
     """(H / n) v for the mean logistic objective, H at the softmax probabilities ``theta_p`` ([n, C]), without
-    forming H: per sample the logit Hessian is diag(p) - p p^T."""
+    forming H: per sample the logit Hessian is diag(p) - p p^T. ``xt``: ``xa.T`` made contiguous, if the caller
+    keeps one (the second product then runs about twice as fast on the CPU)."""
     z = xa @ v.T
     r = theta_p * (z - (theta_p * z).sum(1, keepdim=True))
-    return (r.T @ xa) / len(xa) + weight_decay * v
+    back = r.T @ xa if xt is None else (xt @ r).T
+    return back / len(xa) + weight_decay * v
 
 
 def _newton_cg(theta: torch.Tensor, xa: torch.Tensor, y: torch.Tensor, weight_decay: float, noise: torch.Tensor,
@@ -312,6 +315,7 @@ def _newton_cg(theta: torch.Tensor, xa: torch.Tensor, y: torch.Tensor, weight_de
 
     g = grad_of(theta)
     norm = float(g.norm())
+    xt = xa.T.contiguous()
     for _ in range(max_newton):
         if norm <= tol:
             break
@@ -325,7 +329,7 @@ def _newton_cg(theta: torch.Tensor, xa: torch.Tensor, y: torch.Tensor, weight_de
         rz = float((r * z).sum())
         goal = min(0.1, norm) * norm
         for _ in range(max_cg):
-            hd = _logistic_hvp(p, xa, d, weight_decay)
+            hd = _logistic_hvp(p, xa, d, weight_decay, xt)
             alpha = rz / float((d * hd).sum())
             step += alpha * d
             r -= alpha * hd
