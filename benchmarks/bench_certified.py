@@ -134,7 +134,8 @@ def bench_model(label: str, name: str, kwargs: dict, prepare: Callable[[torch.nn
         bound = update.info["cumulative_bound"]
         within = "no budget" if budget is None else ("yes" if bound <= budget else "no: retrains")
         print(f"| {count} | {cache} | {update.seconds:.3f} | {retrain.seconds:.3f} | "
-              f"{retrain.seconds / update.seconds:.1f}x | {agree.float().mean():.4f} | {dw:.2e} | {bound:.3g} | {within} | {measured:.3g} |")
+              f"{retrain.seconds / update.seconds:.1f}x | {agree.float().mean():.4f} | {dw:.2e} | {bound:.3g} | "
+              f"{within} | {measured:.3g} |")
     if args.in_a_row:
         retrain_each = None
         for cache in ("cold", "prepared"):
