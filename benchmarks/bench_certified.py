@@ -11,7 +11,9 @@ per loss perturbation sigma in ``--sigmas``) the script prints:
 - removal of 1 and of 10 random samples: seconds of ``unlearn(..., "certified")`` (one Newton step) and of
   ``unlearn(..., "retrain")`` in the same process, their ratio (speedup = retrain / update), the share of test
   predictions on which the two models agree, the largest weight difference, the gradient-residual bound the
-  method reports and the residual measured on the updated model;
+  method reports and the residual measured on the updated model; each twice: ``cold`` (only the features cached)
+  and ``prepared`` (the Hessian factored beforehand by ``prepare_removal``, whose time is printed with the model);
+- ``--in-a-row N`` removals of one sample each from the previous result, cold and prepared, against retraining;
 - successive removals of 1 (and of 10) samples, the running bound summed as the checkpoint history sums it: how
   many requests pass before the total exceeds the budget ``sigma * epsilon / c`` and forces retraining (capped
   at ``--max-removals``; least squares never does, its bound is 0), and the mean seconds per update.
