@@ -418,6 +418,50 @@ def test_cli_round_trip_accumulates_the_bound(digits, tmp_path):
     assert [h["info"]["cumulative_bound"] for h in history] == [first["cumulative_bound"], second["cumulative_bound"]]
 
 
+def test_cli_saves_the_factor_and_a_new_process_starts_with_it(digits, tmp_path):
+    """`unlearn train --model logistic` factors the Hessian and saves it beside the checkpoint; a forget in a fresh
+    process (the cache cleared) loads it, takes the Woodbury step (equal to the direct step to 1e-8) and saves the
+    corrected state beside its output, which the next forget uses in turn. A damaged file is skipped with a note;
+    a file of other weights is ignored."""
+    from unlearnkit.exact.linear import REMOVAL_CACHE, state_file
+
+    cpu = ("--device", "cpu", "--no-progress")
+    invoke_json("train", "--model", "logistic", "--weight-decay", "0.01", "--out", str(tmp_path / "lr"), *cpu)
+    assert state_file(tmp_path / "lr").exists()
+    trained = load_checkpoint(tmp_path / "lr")
+    theta = head_parameters(trained.model)
+    recipe = TrainConfig.from_dict(trained.train_config)
+    ids = [int(i) for i in digits.train.ids[:2]]
+    REMOVAL_CACHE.clear()  # a new process
+    invoke_json("forget", "-c", str(tmp_path / "lr"), "--forget", f"ids:{ids[0]},{ids[1]}", "--method", "certified",
+                "--out", str(tmp_path / "lr1"), *cpu)
+    split = select(digits.train, f"ids:{ids[0]},{ids[1]}", seed=0)
+    expected = newton_removal(theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1),
+                              split.forget.y, objective="logistic", weight_decay=recipe.weight_decay, solver="direct")
+    first = head_parameters(load_checkpoint(tmp_path / "lr1").model)
+    assert float((first - expected.theta).abs().max()) < 1e-8
+    key, state = REMOVAL_CACHE.for_weights(first)
+    assert torch.equal(state.theta0, theta) and state.removed == 2  # the trained factor, corrected for 2 rows
+    assert state_file(tmp_path / "lr1").exists()
+    REMOVAL_CACHE.clear()
+    invoke_json("forget", "-c", str(tmp_path / "lr1"), "--forget", f"ids:{int(digits.train.ids[5])}", "--method",
+                "certified", "--out", str(tmp_path / "lr2"), *cpu)
+    second = head_parameters(load_checkpoint(tmp_path / "lr2").model)
+    assert REMOVAL_CACHE.for_weights(second)[1].removed == 3  # the saved state, carried one more step
+
+    REMOVAL_CACHE.clear()
+    state_file(tmp_path / "lr").write_bytes(b"not a torch file")
+    damaged = invoke_json("forget", "-c", str(tmp_path / "lr"), "--forget", f"ids:{ids[0]},{ids[1]}", "--method",
+                          "certified", "--out", str(tmp_path / "lr3"), *cpu)
+    assert any("unreadable removal state" in note for note in damaged["notes"])
+    assert float((head_parameters(load_checkpoint(tmp_path / "lr3").model) - expected.theta).abs().max()) < 1e-8
+    REMOVAL_CACHE.clear()
+    state_file(tmp_path / "lr").write_bytes(state_file(tmp_path / "lr2").read_bytes())  # other weights' state
+    invoke_json("forget", "-c", str(tmp_path / "lr"), "--forget", f"ids:{ids[0]}", "--method", "certified",
+                "--out", str(tmp_path / "lr4"), *cpu)
+    assert REMOVAL_CACHE.for_weights(head_parameters(load_checkpoint(tmp_path / "lr4").model)) is None
+
+
 def test_cli_head_with_perturbation_retrains_past_its_budget(digits, tmp_path):
     cpu = ("--device", "cpu", "--no-progress")
     invoke_json("train", "--model", "cnn", "--epochs", "1", "--out", str(tmp_path / "cnn"), *cpu)

@@ -21,11 +21,12 @@ from unlearnkit.data.select import mask_rows
 from unlearnkit.device import resolve_device
 from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.evaluation import Report, bias_report, evaluate, poison_report
+from unlearnkit.exact.linear import PREPARE_MAX_PARAMS, head_parameters, prepare_removal, save_removal_state
 from unlearnkit.exact.sisa import ENSEMBLE, SisaSpec, save_sisa, sisa_state, train_sisa
 from unlearnkit.exact.updates import DTYPES, UpdateLog, UpdateRecorder, new_updates_dir
 from unlearnkit.methods import Method, get_method, methods_of_kind
 from unlearnkit.models import MODELS, Checkpoint, CheckpointMeta, build_model, load_checkpoint, save_checkpoint
-from unlearnkit.models.architectures import ErasedLinear
+from unlearnkit.models.architectures import ErasedLinear, LinearHead
 from unlearnkit.models.checkpoint import checkpoint_exists, checkpoint_paths
 from unlearnkit.models.multitask import MULTITASK_MODELS, is_multitask
 from unlearnkit.train import TrainConfig, default_recipe, fit
@@ -132,6 +133,7 @@ def train_model(
             recorder.abort()
         raise
     log = None if recorder is None else recorder.finish(model)
+    _prepare_certified(model, bundle.train, config)
     seconds = time.perf_counter() - start
     extra = {"train_seconds": round(seconds, 3)}
     if log is not None:
@@ -157,11 +159,21 @@ def train_head(bundle: DatasetBundle, name: str, config: TrainConfig, features_f
     model.features.load_network(source.model)
     start = time.perf_counter()
     fit(model, bundle.train, config, device=device, progress=progress, description=f"train {name} head")
+    _prepare_certified(model, bundle.train, config)
     seconds = time.perf_counter() - start
     meta = CheckpointMeta(name, kwargs, bundle.spec, data_meta(bundle), config.to_dict(),
                           extra={"train_seconds": round(seconds, 3), "features_from": str(source.path)})
     return TrainedModel(model, bundle, meta, seconds)
 
+
+
+def _prepare_certified(model: nn.Module, train: IndexedDataset, config: TrainConfig) -> None:
+    """A linear/logistic model trained to the optimum, of at most PREPARE_MAX_PARAMS parameters, gets its Hessian
+    factored now (part of its training time), so that its first certified removal is a small solve;
+    :func:`save_model` writes the factor beside the checkpoint."""
+    if isinstance(model, LinearHead) and config.optimizer == "lbfgs" and \
+            head_parameters(model).numel() <= PREPARE_MAX_PARAMS:
+        prepare_removal(model, train, config.weight_decay)
 
 
 def check_train_options(
@@ -207,12 +219,16 @@ def _train_sisa(bundle: DatasetBundle, model_name: str, config: TrainConfig, spe
 def save_model(out: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
     """``save_checkpoint``; a SISA ensemble fresh from training or unlearning also gets its ``OUT.sisa/`` files,
     written first beside any old ones, and the sidecar records their folder and sha256 under ``"sisa"``; saving
-    the sidecar is the commit (the old checkpoint, folders included, stays loadable until then). Returns the
-    sidecar path."""
+    the sidecar is the commit (the old checkpoint, folders included, stays loadable until then). A linear or
+    logistic model whose certified-removal factor this process holds gets it in ``OUT.removal.pt`` after the
+    commit (a cache, named by the weights' digest: a crash before it leaves a checkpoint without one, and a file
+    of other weights is ignored). Returns the sidecar path."""
     state = sisa_state(model)
     if state is not None:
         meta = replace(meta, extra={**meta.extra, "sisa": save_sisa(out, state)})
     _, sidecar = save_checkpoint(out, model, meta)
+    if isinstance(model, LinearHead):  # the certified-removal factor for these weights, if this process has one
+        save_removal_state(out, model)
     return sidecar
 
 

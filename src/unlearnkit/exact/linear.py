@@ -25,16 +25,20 @@ The paper's loss-perturbation theorem turns a total bound beta into an (epsilon,
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from unlearnkit import files
 from unlearnkit.data import IndexedDataset
-from unlearnkit.errors import ConfigError
+from unlearnkit.errors import CheckpointError, ConfigError
 from unlearnkit.models.architectures import LinearHead
+from unlearnkit.models.checkpoint import checkpoint_paths
 from unlearnkit.models.convex import (
     AT_OPTIMUM,
     FEATURES,
@@ -56,7 +60,8 @@ from unlearnkit.models.convex import (
 
 __all__ = [
     "AT_OPTIMUM", "FEATURES", "GAMMA", "OBJECTIVES", "OPTIMUM_TOL", "REMOVAL_CACHE", "HessianState", "NewtonRemoval",
-    "RemovalCache", "augment", "correction_fits", "epsilon_spent", "fit_theta", "ids_digest", "prepare_removal",
+    "PREPARE_MAX_PARAMS", "RemovalCache", "augment", "correction_fits", "epsilon_spent", "fit_theta", "ids_digest",
+    "load_removal_state", "prepare_removal", "save_removal_state", "state_file", "theta_digest",
     "fit_to_optimum", "frozen_features", "gradient_residual", "head_parameters", "loss_gradient", "newton_removal",
     "residual_budget", "set_head_parameters",
 ]
@@ -360,10 +365,12 @@ class RemovalCache:
         self.max_entries = max_entries
         self.states: dict[str, HessianState] = {}
         self.produced: dict[str, None] = {}  # data left by an uncached removal: the next request builds a state
+        self.weights: dict[str, str] = {}  # digest of a model's weights -> the key of its state
 
     def clear(self) -> None:
         self.states.clear()
         self.produced.clear()
+        self.weights.clear()
 
     def prepare(self, theta: torch.Tensor, ids: torch.Tensor, xa: torch.Tensor, objective: str,
                 weight_decay: float) -> HessianState:
@@ -395,8 +402,20 @@ class RemovalCache:
         """Whether an uncached removal left exactly the samples ``ids`` (the request now follows it)."""
         return ids_digest(ids) in self.produced
 
-    def keep(self, ids: torch.Tensor, state: HessianState) -> None:
-        self._put(self.states, ids_digest(ids), state)
+    def keep(self, ids: torch.Tensor, state: HessianState, theta: torch.Tensor | None = None) -> None:
+        """Keep ``state`` for the samples ``ids``; ``theta``: the weights a model trained on them has now (default
+        the state's own), by which :meth:`for_weights` finds it when the model is saved."""
+        self.keep_key(ids_digest(ids), state, state.theta0 if theta is None else theta)
+
+    def keep_key(self, key: str, state: HessianState, theta: torch.Tensor) -> None:
+        self._put(self.states, key, state)
+        self._put(self.weights, theta_digest(theta), key)
+
+    def for_weights(self, theta: torch.Tensor) -> tuple[str, HessianState] | None:
+        """The ids digest and state kept for a model whose weights are ``theta``, if any."""
+        key = self.weights.get(theta_digest(theta))
+        state = None if key is None else self.states.get(key)
+        return None if state is None else (key, state)
 
     def _put(self, table: dict, key: str, value) -> None:
         table.pop(key, None)
@@ -411,6 +430,65 @@ def ids_digest(ids: torch.Tensor) -> str:
 
 
 REMOVAL_CACHE = RemovalCache()  # the process's cache; certified removals in a row (a stream, a bench) share it
+
+
+PREPARE_MAX_PARAMS = 2048  # training prepares (and saves) the factor up to this many parameters: 32 MiB in float64
+STATE_FORMAT = "unlearnkit-removal-state/1"
+
+
+def theta_digest(theta: torch.Tensor) -> str:
+    """sha256 of the head's parameters as float64: names the weights a saved state belongs to."""
+    return hashlib.sha256(theta.detach().to("cpu", torch.float64).contiguous().numpy().tobytes()).hexdigest()
+
+
+def state_file(checkpoint: str | Path) -> Path:
+    """Where the removal state of the checkpoint at ``checkpoint`` is kept: ``PATH.removal.pt`` beside it."""
+    stem = checkpoint_paths(checkpoint)[1].with_suffix("")
+    return stem.with_name(stem.name + ".removal.pt")
+
+
+def save_removal_state(checkpoint: str | Path, model: LinearHead) -> Path | None:
+    """Write the state the process's cache holds for ``model``'s current weights beside its checkpoint
+    (``PATH.removal.pt``, replaced atomically), so that a certified removal in another process starts with the
+    factor; returns the file, or None when the cache holds no state for these weights (an old file there is then
+    removed: it belongs to other weights)."""
+    target = state_file(checkpoint)
+    found = REMOVAL_CACHE.for_weights(head_parameters(model))
+    if found is None:
+        target.unlink(missing_ok=True)
+        return None
+    key, state = found
+    tensors = {"theta0": state.theta0, "gram": state.gram, "colsum": state.colsum, "u": state.u, "w": state.w,
+               "capacitance": state.capacitance}
+    if state.factor is not None:
+        tensors["factor"] = state.factor
+    blob = io.BytesIO()
+    torch.save({"format": STATE_FORMAT, "weights": theta_digest(head_parameters(model)), "ids": key,
+                "weight_decay": state.weight_decay, "n0": state.n0, "removed": state.removed,
+                **{k: v.detach().cpu() for k, v in tensors.items()}}, blob)
+    files.write_bytes_atomic(target, blob.getvalue(), force=True)
+    return target
+
+
+def load_removal_state(checkpoint: str | Path, theta: torch.Tensor) -> HessianState | None:
+    """The state saved beside ``checkpoint`` for the weights ``theta``, now kept in the process's cache; None if
+    there is no file, or it belongs to other weights. An unreadable file raises CheckpointError (the caller may go
+    on without it: it is a cache)."""
+    path = state_file(checkpoint)
+    if not path.exists():
+        return None
+    try:
+        doc = torch.load(path, map_location=theta.device, weights_only=True)
+        if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a {STATE_FORMAT} file")
+        if doc["weights"] != theta_digest(theta):
+            return None
+        state = HessianState(doc["theta0"], doc.get("factor"), float(doc["weight_decay"]), int(doc["n0"]),
+                             doc["gram"], doc["colsum"], int(doc["removed"]), doc["u"], doc["w"], doc["capacitance"])
+    except Exception as error:  # noqa: BLE001 - any damage to a cache file reads the same to the caller
+        raise CheckpointError(f"{path}: unreadable removal state ({error}); delete it, it is only a cache") from None
+    REMOVAL_CACHE.keep_key(doc["ids"], state, theta)
+    return state
 
 
 def prepare_removal(model: LinearHead, dataset: IndexedDataset, weight_decay: float) -> HessianState:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearnkit.errors import ConfigError, DataError
+from unlearnkit.errors import CheckpointError, ConfigError, DataError
 from unlearnkit.exact.linear import (
     AT_OPTIMUM,
     FEATURES,
@@ -28,6 +28,7 @@ from unlearnkit.exact.linear import (
     epsilon_spent,
     gradient_residual,
     head_parameters,
+    load_removal_state,
     newton_removal,
     residual_budget,
     set_head_parameters,
@@ -95,6 +96,12 @@ class Certified(Method):
         # gradients, and the second in a row factors the Hessian for itself and the requests after it.
         both = torch.cat([retain.ids, forget.ids])
         state = REMOVAL_CACHE.find(both, xa, lam)
+        if state is None and task.checkpoint is not None:  # one saved beside the checkpoint (another process's)
+            try:
+                if load_removal_state(task.checkpoint, theta) is not None:
+                    state = REMOVAL_CACHE.find(both, xa, lam)
+            except CheckpointError as error:
+                task.note(f"{error}; solving without it")
         if state is None and REMOVAL_CACHE.in_a_row(both) and correction_fits(
                 theta.shape, len(both), len(forget), len(forget) * theta.shape[0]):
             state = REMOVAL_CACHE.prepare(theta.to(task.device), both, xa, model.objective, lam)
@@ -116,7 +123,7 @@ class Certified(Method):
             set_head_parameters(new, removal.theta)
             removals += 1
             if removal.state is not None:
-                REMOVAL_CACHE.keep(retain.ids, removal.state)
+                REMOVAL_CACHE.keep(retain.ids, removal.state, removal.theta)
             else:
                 REMOVAL_CACHE.after_uncached(retain.ids)
         if budget is None:
