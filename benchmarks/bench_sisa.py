@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--member-batch-size", type=int, default=None,
                         help="the SISA members' mini-batch size (default: the recipe's, as the single model's); "
                              "smaller batches give members more steps for the same passes over their shard")
+    parser.add_argument("--member-lr", type=float, default=None,
+                        help="the SISA members' learning rate (default: the recipe's); members of the balanced "
+                             "schedule take 1/S of the single model's steps, and a larger rate makes up part of it")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -108,12 +111,13 @@ def main() -> None:
     if args.epochs is not None:
         recipe = recipe.with_(epochs=args.epochs)
     member_recipe = recipe if args.member_batch_size is None else recipe.with_(batch_size=args.member_batch_size)
+    member_recipe = member_recipe if args.member_lr is None else member_recipe.with_(lr=args.member_lr)
     gen = torch.Generator().manual_seed(args.seed)
     deletions = {k: train.ids[torch.randperm(len(train), generator=gen)[:k]] for k in args.deletions}
     subject = int(train.subjects[torch.randint(len(train), (1,), generator=gen)])
     subject_split = select(train, f"subjects:{subject}", seed=args.seed)
     print(f"{args.dataset} {model_name}: {len(train)} training samples, {recipe.epochs} epochs, members' batch "
-          f"{member_recipe.batch_size}, "
+          f"{member_recipe.batch_size} and lr {member_recipe.lr:g}, "
           f"{args.threads} thread(s); subject {subject} owns {len(subject_split.forget)} samples", flush=True)
 
     single, single_seconds = timed(lambda: fit(build_model(model_name, bundle.spec, seed=recipe.seed), train,
