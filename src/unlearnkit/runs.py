@@ -220,7 +220,7 @@ def save_model(out: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
     """``save_checkpoint``; a SISA ensemble fresh from training or unlearning also gets its ``OUT.sisa/`` files,
     written first beside any old ones, and the sidecar records their folder and sha256 under ``"sisa"``; saving
     the sidecar is the commit (the old checkpoint, folders included, stays loadable until then). A linear or
-    logistic model whose certified-removal factor this process holds gets it in ``OUT.removal.pt`` after the
+    logistic model whose certified-removal factor this process holds gets it in ``OUT.removal.safetensors`` after the
     commit (a cache, named by the weights' digest: a crash before it leaves a checkpoint without one, and a file
     of other weights is ignored). Returns the sidecar path."""
     state = sisa_state(model)

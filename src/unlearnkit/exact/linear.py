@@ -25,7 +25,6 @@ The paper's loss-perturbation theorem turns a total bound beta into an (epsilon,
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 
 from unlearnkit import files
 from unlearnkit.data import IndexedDataset
@@ -442,16 +443,16 @@ def theta_digest(theta: torch.Tensor) -> str:
 
 
 def state_file(checkpoint: str | Path) -> Path:
-    """Where the removal state of the checkpoint at ``checkpoint`` is kept: ``PATH.removal.pt`` beside it."""
+    """Where the removal state of the checkpoint at ``checkpoint`` is kept: ``PATH.removal.safetensors``."""
     stem = checkpoint_paths(checkpoint)[1].with_suffix("")
-    return stem.with_name(stem.name + ".removal.pt")
+    return stem.with_name(stem.name + ".removal.safetensors")
 
 
 def save_removal_state(checkpoint: str | Path, model: LinearHead) -> Path | None:
     """Write the state the process's cache holds for ``model``'s current weights beside its checkpoint
-    (``PATH.removal.pt``, replaced atomically), so that a certified removal in another process starts with the
-    factor; returns the file, or None when the cache holds no state for these weights (an old file there is then
-    removed: it belongs to other weights)."""
+    (``PATH.removal.safetensors``, replaced atomically; no pickle), so that a certified removal in another process
+    starts with the factor; returns the file, or None when the cache holds no state for these weights (an old file
+    there is then removed: it belongs to other weights)."""
     target = state_file(checkpoint)
     found = REMOVAL_CACHE.for_weights(head_parameters(model))
     if found is None:
@@ -462,11 +463,10 @@ def save_removal_state(checkpoint: str | Path, model: LinearHead) -> Path | None
                "capacitance": state.capacitance}
     if state.factor is not None:
         tensors["factor"] = state.factor
-    blob = io.BytesIO()
-    torch.save({"format": STATE_FORMAT, "weights": theta_digest(head_parameters(model)), "ids": key,
-                "weight_decay": state.weight_decay, "n0": state.n0, "removed": state.removed,
-                **{k: v.detach().cpu() for k, v in tensors.items()}}, blob)
-    files.write_bytes_atomic(target, blob.getvalue(), force=True)
+    meta = {"format": STATE_FORMAT, "weights": theta_digest(head_parameters(model)), "ids": key,
+            "weight_decay": repr(state.weight_decay), "n0": str(state.n0), "removed": str(state.removed)}
+    blob = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
+    files.write_bytes_atomic(target, blob, force=True)
     return target
 
 
@@ -478,13 +478,15 @@ def load_removal_state(checkpoint: str | Path, theta: torch.Tensor) -> HessianSt
     if not path.exists():
         return None
     try:
-        doc = torch.load(path, map_location=theta.device, weights_only=True)
-        if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-            raise ValueError(f"not a {STATE_FORMAT} file")
-        if doc["weights"] != theta_digest(theta):
-            return None
-        state = HessianState(doc["theta0"], doc.get("factor"), float(doc["weight_decay"]), int(doc["n0"]),
-                             doc["gram"], doc["colsum"], int(doc["removed"]), doc["u"], doc["w"], doc["capacitance"])
+        with safe_open(path, framework="pt") as handle:
+            doc = handle.metadata() or {}
+            if doc.get("format") != STATE_FORMAT:
+                raise ValueError(f"not a {STATE_FORMAT} file")
+            if doc["weights"] != theta_digest(theta):
+                return None
+            t = {name: handle.get_tensor(name).to(theta.device) for name in handle.keys()}  # noqa: SIM118
+        state = HessianState(t["theta0"], t.get("factor"), float(doc["weight_decay"]), int(doc["n0"]), t["gram"],
+                             t["colsum"], int(doc["removed"]), t["u"], t["w"], t["capacitance"])
     except Exception as error:  # noqa: BLE001 - any damage to a cache file reads the same to the caller
         raise CheckpointError(f"{path}: unreadable removal state ({error}); delete it, it is only a cache") from None
     REMOVAL_CACHE.keep_key(doc["ids"], state, theta)
