@@ -118,6 +118,38 @@ def main() -> None:
         for a, b in zip(together, one_by_one, strict=True)
     )
     print(f"{'test predictions:':20}{100 * agree:8.2f}% identical (worst model)")
+    if not args.fashion:
+        matmul_floor(one_by_one[0], config.batch_size, sequential_wall / (args.models * steps(len(bundle.train),
+                                                                                          config)))
+
+
+def steps(n: int, config) -> int:
+    return config.epochs * -(-n // config.batch_size)
+
+
+def matmul_floor(model: torch.nn.Module, batch: int, step_seconds: float, repeats: int = 300) -> None:
+    """Where a sequential step's time goes: the MLP's matrix products alone (per linear layer: the forward product
+    and the two of the backward pass, at the recipe's batch) against the measured mean step of ``fit``. On a CPU
+    thread a vectorised ensemble does the same products, so ``step / products`` bounds its speed-up."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(batch, m.in_features) for m in layers]
+    grads = [torch.randn(batch, m.out_features) for m in layers]
+    weights = [m.weight.detach().clone() for m in layers]
+
+    def products() -> None:
+        for x, g, w in zip(inputs, grads, weights, strict=True):
+            x @ w.T, g @ w, g.T @ x  # noqa: B018 - timed for their cost
+
+    for _ in range(20):
+        products()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        products()
+    floor = (time.perf_counter() - start) / repeats
+    print(f"{'per step:':20}fit {step_seconds * 1e6:.0f} us, of which its matrix products alone {floor * 1e6:.0f} us "
+          f"({100 * floor / step_seconds:.0f}%): a vectorised ensemble that removed every other cost, its batched "
+          f"products running at this rate, would be at most {step_seconds / floor:.2f}x faster on "
+          f"{torch.get_num_threads()} thread(s)")
 
 
 if __name__ == "__main__":
