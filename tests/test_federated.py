@@ -261,12 +261,15 @@ def test_removal_history_and_refusals(backdoored, tmp_path):
 def test_killed_training_resumes_to_the_same_model(tmp_path):
     args = ["fl", "train", "--dataset", "digits", "--clients", "3", "--rounds", "6", "--local-epochs", "1",
             "--backend", "local"]
+    # one torch thread in the subprocesses, as in this process (tests/conftest.py), where the run resumes: on some
+    # CPUs one and two threads round the same matmul differently
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     clean = tmp_path / "clean"
     subprocess.run([sys.executable, "-m", "unlearnkit.cli", *args, "--out", str(clean)], check=True,
-                   capture_output=True)
+                   capture_output=True, env=env)
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "unlearnkit.cli", *args, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     partial = tmp_path / "killed.fl.partial"
     deadline = time.monotonic() + 120
     while not (partial / "global-0003.safetensors").exists():

@@ -297,7 +297,9 @@ def test_partial_task_forget_moves_the_target_task_and_keeps_the_others(multi, m
     assert before["left"] > 0.9 and ref["left"] < 0.05
     assert after["left"] <= ref["left"] + 0.05  # moved to retraining's level
     for other in ("right", "same"):
-        assert abs(after[other] - before[other]) <= 0.02, other
+        # kept: as before, or as retraining has it ("same" reads the left digit, so retraining itself moves it on
+        # these samples: by 2.1 points with this seed on one of the CI machines)
+        assert min(abs(after[other] - before[other]), abs(after[other] - ref[other])) <= 0.02, other
     report = evaluate(result.model, split, multi.test, original=mtl)
     untouched = evaluate(mtl, split, multi.test, original=mtl)
     assert report.uis < untouched.uis
