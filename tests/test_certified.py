@@ -462,6 +462,24 @@ def test_cli_saves_the_factor_and_a_new_process_starts_with_it(digits, tmp_path)
     assert REMOVAL_CACHE.for_weights(head_parameters(load_checkpoint(tmp_path / "lr4").model)) is None
 
 
+def test_the_saved_state_never_overwrites_a_checkpoint_of_that_name(digits, tmp_path):
+    """A checkpoint named PATH.removal (its weights are PATH.removal.safetensors) beside a logistic PATH keeps its
+    weights: the state is not written over a file that is not one."""
+    from unlearnkit.exact.linear import REMOVAL_CACHE, state_file
+
+    cpu = ("--device", "cpu", "--no-progress")
+    invoke_json("train", "--model", "mlp", "--epochs", "1", "--out", str(tmp_path / "lr.removal"), *cpu)
+    before = (tmp_path / "lr.removal.safetensors").read_bytes()
+    invoke_json("train", "--model", "logistic", "--weight-decay", "0.01", "--out", str(tmp_path / "lr"), *cpu)
+    assert state_file(tmp_path / "lr") == tmp_path / "lr.removal.safetensors"
+    assert (tmp_path / "lr.removal.safetensors").read_bytes() == before
+    load_checkpoint(tmp_path / "lr.removal")  # still whole
+    REMOVAL_CACHE.clear()  # a new process: it finds the other file, says so and goes on without it
+    info = invoke_json("forget", "-c", str(tmp_path / "lr"), "--forget", "random:0.002", "--method", "certified",
+                       "--out", str(tmp_path / "lr1"), *cpu)
+    assert any("unreadable removal state" in note for note in info["notes"]) and not info["retrained"]
+
+
 def test_cli_head_with_perturbation_retrains_past_its_budget(digits, tmp_path):
     cpu = ("--device", "cpu", "--no-progress")
     invoke_json("train", "--model", "cnn", "--epochs", "1", "--out", str(tmp_path / "cnn"), *cpu)

@@ -455,6 +455,8 @@ def save_removal_state(checkpoint: str | Path, model: LinearHead) -> Path | None
     starts with the factor; returns the file, or None when the cache holds no state for these weights (an old file
     there is then removed: it belongs to other weights)."""
     target = state_file(checkpoint)
+    if target.exists() and not _holds_state(target):
+        return None  # another file by that name (a checkpoint called PATH.removal): never overwritten
     found = REMOVAL_CACHE.for_weights(head_parameters(model))
     if found is None:
         target.unlink(missing_ok=True)
@@ -469,6 +471,15 @@ def save_removal_state(checkpoint: str | Path, model: LinearHead) -> Path | None
     blob = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
     files.write_bytes_atomic(target, blob, force=True)
     return target
+
+
+def _holds_state(path: Path) -> bool:
+    """Whether ``path`` is a removal-state file (its safetensors metadata says so); False for anything else."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return (handle.metadata() or {}).get("format") == STATE_FORMAT
+    except Exception:  # noqa: BLE001 - unreadable: not ours to judge, so not ours to overwrite either
+        return False
 
 
 def load_removal_state(checkpoint: str | Path, theta: torch.Tensor) -> HessianState | None:
