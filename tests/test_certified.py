@@ -436,8 +436,7 @@ def test_cli_saves_the_factor_and_a_new_process_starts_with_it(digits, tmp_path)
     invoke_json("forget", "-c", str(tmp_path / "lr"), "--forget", f"ids:{ids[0]},{ids[1]}", "--method", "certified",
                 "--out", str(tmp_path / "lr1"), *cpu)
     split = select(digits.train, f"ids:{ids[0]},{ids[1]}", seed=0)
-    expected = newton_removal(theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1),
-                              split.forget.y, objective="logistic", weight_decay=recipe.weight_decay, solver="direct")
+    expected = direct_step(theta, split, recipe.weight_decay)
     first = head_parameters(load_checkpoint(tmp_path / "lr1").model)
     assert float((first - expected.theta).abs().max()) < 1e-8
     key, state = REMOVAL_CACHE.for_weights(first)
@@ -554,6 +553,17 @@ def test_cg_solver_equals_the_direct_solve(digits, logistic):
     assert cg.residual_bound - direct.residual_bound < 1e-6
 
 
+def direct_step(theta: torch.Tensor, split, weight_decay: float = RECIPE.weight_decay):
+    """The uncached Newton step (the Cholesky solve on the Hessian built directly): what every cached path equals."""
+    return newton_removal(theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1), split.forget.y,
+                          objective="logistic", weight_decay=weight_decay, solver="direct")
+
+
+def assert_is_step(result, expected) -> None:
+    assert float((head_parameters(result.model) - expected.theta).abs().max()) < 1e-8
+    assert result.info["residual_bound"] == pytest.approx(expected.residual_bound, rel=1e-6, abs=1e-9)
+
+
 def test_successive_removals_with_the_cache_equal_uncached_updates(digits, logistic, logistic_ckpt, tmp_path):
     """Four certified removals in a row, the cache cold at first (the second request factors the Hessian, the
     later ones reuse that factor away from its weights), give the weights of four uncached direct Newton steps to
@@ -568,11 +578,8 @@ def test_successive_removals_with_the_cache_equal_uncached_updates(digits, logis
         split = select(retain, "random:0.005", seed=request)
         removed.append(len(split.forget))
         result = certified(model, split, RECIPE, path)
-        expected = newton_removal(theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1),
-                                  split.forget.y, objective="logistic", weight_decay=RECIPE.weight_decay,
-                                  solver="direct")
-        assert float((head_parameters(result.model) - expected.theta).abs().max()) < 1e-8
-        assert result.info["residual_bound"] == pytest.approx(expected.residual_bound, rel=1e-6, abs=1e-9)
+        expected = direct_step(theta, split)
+        assert_is_step(result, expected)
         assert not result.info["retrained"]
         assert bool(REMOVAL_CACHE.states) == (request >= 1)  # the second request in a row factored the Hessian
         path = save_unlearned(tmp_path / f"r{request}", result, split, load_checkpoint(path))
@@ -594,11 +601,8 @@ def test_prepared_cache_steps_without_a_pass_and_equals_the_direct_step(digits, 
     for seed, spec in ((0, "random:0.01"), (1, "random:0.01"), (2, "class:3")):
         split = select(digits.train, spec, seed=seed)
         result = certified(logistic, split, RECIPE, logistic_ckpt)
-        expected = newton_removal(theta, split.retain.x.flatten(1), split.retain.y, split.forget.x.flatten(1),
-                                  split.forget.y, objective="logistic", weight_decay=RECIPE.weight_decay,
-                                  solver="direct")
-        assert float((head_parameters(result.model) - expected.theta).abs().max()) < 1e-8
-        assert result.info["residual_bound"] == pytest.approx(expected.residual_bound, rel=1e-6, abs=1e-9)
+        expected = direct_step(theta, split)
+        assert_is_step(result, expected)
         kept = REMOVAL_CACHE.find(split.retain.ids, augment(split.retain.x.flatten(1)), RECIPE.weight_decay)
         if spec == "class:3":  # ~140 rows: a correction of rank 1400 costs more than the solve without it
             assert kept is None
