@@ -103,6 +103,7 @@ def newton_removal(
     gram: torch.Tensor | None = None,
     state: HessianState | None = None,
     augmented: bool = False,
+    probabilities: torch.Tensor | None = None,
 ) -> NewtonRemoval:
     """Remove the samples ``(x_forget, y_forget)`` from parameters ``theta`` by one Newton step on the remaining
     samples ``(x_retain, y_retain)`` (features, not augmented): ``theta + H^{-1} Delta``.
@@ -129,6 +130,8 @@ def newton_removal(
     products on Fashion-MNIST features). ``augmented``: the features already carry the
     bias column (float64, :func:`augment`), so they are used without a copy. A state that the
     forget set would wear past :meth:`HessianState.takes` is left aside (the step is solved without it).
+    ``probabilities``: the logistic model's softmax on ``x_retain`` at ``theta``, if the caller computed it
+    (certified removal does, for the model's own gradient residual), so the solvers skip that pass.
     """
     _check_objective(objective)
     if not weight_decay > 0:
@@ -141,6 +144,7 @@ def newton_removal(
     else:
         xr, xf = augment(x_retain).to(theta.device), augment(x_forget).to(theta.device)
     delta = _gradient(theta, xf, y_forget, objective, weight_decay)
+    probabilities = None if probabilities is None else probabilities.to(theta.device, torch.float64)
     state = state.without(xf) if state is not None and state.takes(len(xf)) else None
     if state is not None:
         gram = state.gram
@@ -151,11 +155,11 @@ def newton_removal(
         hess.diagonal().add_(weight_decay * len(xr))
         step, solve_residual = _solve(hess, delta, objective), 0.0
     elif state is not None:
-        step, solve_residual = state.newton_step(theta, xr, delta, scale)
+        step, solve_residual = state.newton_step(theta, xr, delta, scale, probabilities)
     elif solver == "direct":
         step, solve_residual = _solve(_hessian(theta, xr, objective, weight_decay), delta, objective), 0.0
     else:
-        step, solve_residual = _cg_step(theta, xr, gram, delta, weight_decay)
+        step, solve_residual = _cg_step(theta, xr, gram, delta, weight_decay, p=probabilities)
     return NewtonRemoval(theta + step, step, _residual_bound(xr, scale, step) + solve_residual, state)
 
 
@@ -325,23 +329,24 @@ class HessianState:
             last = change
         return x.reshape(rhs.shape)
 
-    def newton_step(self, theta: torch.Tensor, xr: torch.Tensor, delta: torch.Tensor,
-                    scale: float) -> tuple[torch.Tensor, float]:
+    def newton_step(self, theta: torch.Tensor, xr: torch.Tensor, delta: torch.Tensor, scale: float,
+                    p: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
         """``H^{-1} Delta`` at ``theta`` on the remaining rows ``xr`` and the sum-form residual it leaves.
         ``scale``: the step's bound per ``||v|| ||X~' v^T||`` (:func:`_bound_scale`); the refinement stops once its
         residual is below :data:`CG_TOL` relative, or below :data:`SOLVE_SHARE` of the step's own bound."""
-        step = self.solve(delta)
         if torch.equal(theta, self.theta0):  # the factor is this Hessian: as exact as a direct solve
+            step = self.solve(delta)
             return step, float((delta.reshape(-1, 1) - self._apply(step.reshape(-1, 1))).norm())
         # elsewhere the factor is an almost exact preconditioner: refine against true products (M^{-1} alone will
         # do: the penalty's shift is one more small error the refinement removes)
         n, lam = len(xr), self.weight_decay
-        p = (xr @ theta.T).softmax(1)
+        p = (xr @ theta.T).softmax(1) if p is None else p
         xt = xr.T.contiguous()
 
         def precondition(r: torch.Tensor) -> torch.Tensor:
             return self._solve_m(r.reshape(-1, 1)).reshape(r.shape)
 
+        step = precondition(delta)
         residual = delta - n * _logistic_hvp(p, xr, step, lam, xt)
         floor, last = CG_TOL * float(delta.norm()), math.inf
         for _ in range(REFINE_MAX):
@@ -531,13 +536,16 @@ def prepare_removal(model: LinearHead, dataset: IndexedDataset, weight_decay: fl
 
 def gradient_residual(
     theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, objective: str, weight_decay: float,
-    noise: torch.Tensor | None = None, augmented: bool = False,
+    noise: torch.Tensor | None = None, augmented: bool = False, probabilities: torch.Tensor | None = None,
 ) -> float:
     """``||grad L(theta; D)||_2`` in the paper's sum form: the quantity the removal bounds control
-    (``augmented``: ``x`` already carries the bias column, :func:`augment`)."""
+    (``augmented``: ``x`` already carries the bias column, :func:`augment`; ``probabilities``: with it, the
+    logistic model's softmax on ``x`` at ``theta``, if the caller has it)."""
     if augmented:
         _check_objective(objective)
-        return float(_gradient(theta, x.to(theta.device), y.to(theta.device), objective, weight_decay, noise).norm())
+        p = None if probabilities is None else probabilities.to(theta.device)
+        return float(_gradient(theta, x.to(theta.device), y.to(theta.device), objective, weight_decay, noise,
+                               p).norm())
     return float(loss_gradient(theta, x, y, objective=objective, weight_decay=weight_decay, noise=noise).norm())
 
 

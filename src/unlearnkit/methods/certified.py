@@ -87,9 +87,11 @@ class Certified(Method):
         n, lam, noise = len(retain) + len(forget), recipe.weight_decay, new.noise
         xa = augment(torch.cat([retain.x, forget.x]))  # every row the model is trained on, with the bias column
         xr, xf = xa[: len(retain)], xa[len(retain):]
-        # How far the model is from the optimum on the data it was trained on (retain + forget), in the sum form.
+        # How far the model is from the optimum on the data it was trained on (retain + forget), in the sum form;
+        # the logistic model's probabilities on those rows serve the Newton step's solver too.
+        p = (xa.to(theta.device) @ theta.T).softmax(1) if model.objective == "logistic" else None
         residual = gradient_residual(theta, xa, torch.cat([retain.y, forget.y]), objective=model.objective,
-                                     weight_decay=lam, noise=noise, augmented=True)
+                                     weight_decay=lam, noise=noise, augmented=True, probabilities=p)
         start, removals = self._running_total(task, kind, residual, n)
         # The Hessian factored once for the data trained on now (REMOVAL_CACHE.prepare, or an earlier request in
         # this process) turns the step into a small solve; without one, a single request solves by conjugate
@@ -106,7 +108,8 @@ class Certified(Method):
                 theta.shape, len(both), len(forget), len(forget) * theta.shape[0]):
             state = REMOVAL_CACHE.prepare(theta.to(task.device), both, xa, model.objective, lam)
         removal = newton_removal(theta.to(task.device), xr, retain.y, xf, forget.y, objective=model.objective,
-                                 weight_decay=lam, state=state, augmented=True)
+                                 weight_decay=lam, state=state, augmented=True,
+                                 probabilities=None if p is None else p[: len(retain)])
         cumulative = start + removal.residual_bound
         budget = self._budget(model)
         retrained = budget is not None and cumulative > budget

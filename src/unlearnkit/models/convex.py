@@ -163,15 +163,19 @@ def _check_objective(objective: str) -> None:
         raise ConfigError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
 
 
-def _loss_slopes(theta: torch.Tensor, xa: torch.Tensor, y: torch.Tensor, objective: str) -> torch.Tensor:
-    """d loss_i / d logits_i for every sample: ``[n, C]`` (prediction minus one-hot target)."""
-    logits = xa @ theta.T
+def _loss_slopes(theta: torch.Tensor, xa: torch.Tensor, y: torch.Tensor, objective: str,
+                 p: torch.Tensor | None = None) -> torch.Tensor:
+    """d loss_i / d logits_i for every sample: ``[n, C]`` (prediction minus one-hot target); ``p``: the logistic
+    model's softmax probabilities on ``xa`` at ``theta``, if the caller has them."""
     target = F.one_hot(y.to(xa.device), theta.shape[0]).to(xa.dtype)
-    return (logits if objective == "squared" else logits.softmax(1)) - target
+    if p is None:
+        logits = xa @ theta.T
+        p = logits if objective == "squared" else logits.softmax(1)
+    return p - target
 
 
-def _gradient(theta, xa, y, objective, weight_decay, noise=None) -> torch.Tensor:
-    grad = _loss_slopes(theta, xa, y, objective).T @ xa + weight_decay * len(xa) * theta
+def _gradient(theta, xa, y, objective, weight_decay, noise=None, p=None) -> torch.Tensor:
+    grad = _loss_slopes(theta, xa, y, objective, p).T @ xa + weight_decay * len(xa) * theta
     return grad if noise is None else grad + noise
 
 
