@@ -126,8 +126,8 @@ def newton_removal(
     the state's factor, corrected for the removed rows (Woodbury), is the Hessian on the remaining data, and the
     step costs no pass over the data (the solve is as exact as ``direct``); at other weights (the requests after
     the first) it is an almost exact preconditioner, and the step is refined against true Hessian-vector products
-    until the residual is below :data:`CG_TOL` relative or :data:`SOLVE_SHARE` of the step's bound (3 to 5
-    products on Fashion-MNIST features). ``augmented``: the features already carry the
+    until the residual is below :data:`CG_TOL` relative or :data:`SOLVE_SHARE` of the step's bound (a few
+    products where the weights moved little). ``augmented``: the features already carry the
     bias column (float64, :func:`augment`), so they are used without a copy. A state that the
     forget set would wear past :meth:`HessianState.takes` is left aside (the step is solved without it).
     ``probabilities``: the logistic model's softmax on ``x_retain`` at ``theta``, if the caller computed it
