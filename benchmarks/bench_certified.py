@@ -43,6 +43,7 @@ import torch
 
 from unlearnkit.data import IndexedDataset, load_dataset, select
 from unlearnkit.exact.linear import (
+    FEATURES,
     REMOVAL_CACHE,
     epsilon_spent,
     frozen_features,
@@ -163,7 +164,7 @@ def bench_model(label: str, name: str, kwargs: dict, prepare: Callable[[torch.nn
 def direct_row(model, split, recipe: TrainConfig, retrain, test: IndexedDataset, count: int) -> None:
     """The removal step as issue 19 found it, timed alone: the Hessian on the remaining data, built and factored
     for the request (``solver="direct"``), on the features the cache already holds."""
-    retain, forget = frozen_features(model, split.retain), frozen_features(model, split.forget)
+    retain, forget = FEATURES(model, split.retain), FEATURES(model, split.forget)  # the rows the update reads
     start = time.perf_counter()
     step = newton_removal(head_parameters(model), retain.x, retain.y, forget.x, forget.y,
                           objective=model.objective, weight_decay=recipe.weight_decay, solver="direct")

@@ -165,13 +165,14 @@ def newton_removal(
 
 def _cg_step(theta: torch.Tensor, xr: torch.Tensor, gram: torch.Tensor, delta: torch.Tensor, weight_decay: float,
              p: torch.Tensor | None = None, start: torch.Tensor | None = None,
-             precondition: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
+             precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             xt: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
     """``H^{-1} Delta`` for the multinomial loss by preconditioned conjugate gradients (from ``start``, default 0;
     ``precondition``: an approximation of ``H^{-1}`` in the sum form, default the Kronecker one); returns the step
-    and the sum-form residual ``||H v - Delta||`` it leaves."""
+    and the sum-form residual ``||H v - Delta||`` it leaves (``xt``: ``xr.T`` made contiguous, if the caller has it)."""
     n = len(xr)
     p = (xr @ theta.T).softmax(1) if p is None else p
-    xt = xr.T.contiguous()
+    xt = xr.T.contiguous() if xt is None else xt
     if precondition is None:
         cov = torch.diag(p.mean(0)) - p.T @ p / n
         ea, ua = torch.linalg.eigh(cov)
@@ -359,7 +360,7 @@ class HessianState:
                 break
             step, last = step + precondition(residual), size
             residual = delta - n * _logistic_hvp(p, xr, step, lam, xt)
-        return _cg_step(theta, xr, self.gram, delta, lam, p=p, start=step, precondition=precondition)
+        return _cg_step(theta, xr, self.gram, delta, lam, p=p, start=step, precondition=precondition, xt=xt)
 
 
 class RemovalCache:
@@ -462,7 +463,8 @@ def save_removal_state(checkpoint: str | Path, model: LinearHead) -> Path | None
     target = state_file(checkpoint)
     if target.exists() and not _holds_state(target):
         return None  # another file by that name (a checkpoint called PATH.removal): never overwritten
-    found = REMOVAL_CACHE.for_weights(head_parameters(model))
+    theta = head_parameters(model)
+    found = REMOVAL_CACHE.for_weights(theta)
     if found is None:
         target.unlink(missing_ok=True)
         return None
@@ -471,7 +473,7 @@ def save_removal_state(checkpoint: str | Path, model: LinearHead) -> Path | None
                "capacitance": state.capacitance}
     if state.factor is not None:
         tensors["factor"] = state.factor
-    meta = {"format": STATE_FORMAT, "weights": theta_digest(head_parameters(model)), "ids": key,
+    meta = {"format": STATE_FORMAT, "weights": theta_digest(theta), "ids": key,
             "weight_decay": repr(state.weight_decay), "n0": str(state.n0), "removed": str(state.removed)}
     blob = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
     files.write_bytes_atomic(target, blob, force=True)
